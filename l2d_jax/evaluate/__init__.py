@@ -1,0 +1,1 @@
+"""l2d_jax.evaluate."""

@@ -1,0 +1,22 @@
+"""Test set-up: 8 simulated CPU devices, set before anything imports JAX."""
+
+import os
+import pathlib
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+SHARED_SQUAD = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad"
+
+
+@pytest.fixture
+def shared_squad() -> pathlib.Path:
+  """The real SQuAD dev files in ../shared; tests that need them skip with the reason."""
+  if not (SHARED_SQUAD / "dev-v1.1.json").exists():
+    pytest.skip(f"real SQuAD data not found at {SHARED_SQUAD} (../shared is absent)")
+  return SHARED_SQUAD
