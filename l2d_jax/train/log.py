@@ -1,0 +1,79 @@
+"""Training metrics: JSONL, TensorBoard event files (tensorboardX, no TensorFlow), progress bar.
+
+Metrics arrive as device scalars. Converting them to Python floats right away
+would block the host on every step, so `MetricsLogger` keeps the latest step's
+device values and writes them one call later (nanodo's async-metrics pattern):
+the host queues step n+1 while step n's numbers come back.
+Only process 0 writes files; every process may call it.
+"""
+
+import json
+import pathlib
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+
+class MetricsLogger:
+  """Writes `{step, split, **metrics}` rows to `metrics.jsonl` and TensorBoard under `workdir`."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, total_steps: int | None = None,
+               initial_step: int = 0, desc: str = "train", tensorboard: bool = True,
+               progress: bool = True):
+    self.workdir = pathlib.Path(workdir)
+    self._is_writer = jax.process_index() == 0
+    self._pending: tuple[int, str, dict] | None = None
+    self._tb = None
+    self._jsonl = None
+    if self._is_writer:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+      if tensorboard:
+        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+        self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+    self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
+                          dynamic_ncols=True, disable=not (progress and self._is_writer))
+    self._last_time = time.perf_counter()
+    self._examples_since = 0
+
+  def step(self, step: int, metrics: dict, examples: int) -> None:
+    """Records one train step's device metrics; writes the previous step's."""
+    self._examples_since += examples
+    self._flush()
+    self._pending = (step, "train", metrics)
+    self._bar.update(1)
+
+  def write(self, step: int, split: str, metrics: dict) -> dict:
+    """Writes metrics now (evaluation, end of run); returns them as floats."""
+    self._flush()
+    return self._emit(step, split, metrics)
+
+  def _flush(self) -> None:
+    if self._pending is not None:
+      step, split, metrics = self._pending
+      self._pending = None
+      now = time.perf_counter()
+      rate = self._examples_since / max(now - self._last_time, 1e-9)
+      self._last_time, self._examples_since = now, 0
+      row = self._emit(step, split, {**metrics, "examples_per_sec": rate})
+      self._bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", ex_s=f"{rate:.0f}")
+
+  def _emit(self, step: int, split: str, metrics: dict) -> dict:
+    values = {k: float(np.asarray(v)) for k, v in metrics.items()}
+    if self._is_writer:
+      self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+      self._jsonl.flush()
+      if self._tb is not None:
+        for k, v in values.items():
+          self._tb.add_scalar(f"{split}/{k}", v, step)
+    return values
+
+  def close(self) -> None:
+    self._flush()
+    self._bar.close()
+    if self._is_writer:
+      self._jsonl.close()
+      if self._tb is not None:
+        self._tb.close()
