@@ -1,0 +1,198 @@
+"""The agent store: what every agent said about every question, computed once, on disk.
+
+Layout (one directory per agent; every file written to a temporary name, then renamed):
+
+  STORE/AGENT/manifest.json      format version, agent kind, fingerprints (data,
+                                 tokenizer, model), feature params, costs, counts,
+                                 `complete` once every chunk is written
+  STORE/AGENT/chunk-00000.npz    a range of whole questions: their windows' start/end
+                                 logits [F_c, 2, L] (bf16 by default, stored as raw bits),
+                                 window -> question index, gold start/end positions,
+                                 and per question EM, F1, span NLL, null score,
+                                 best-span probability
+  STORE/AGENT/chunk-00000.json   the answer text of each question of the chunk
+
+Chunks hold whole questions, so each chunk is decoded and scored on its own and
+a killed precompute resumes at the first chunk that is not on disk. Readers
+check fingerprints: a store made from other data or another tokenizer is an
+error, not a silent misuse. `AgentStore.example_table` reads a row range only
+(one process's shard of the questions).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+
+import ml_dtypes
+import numpy as np
+
+FORMAT_VERSION = 1
+LOGIT_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16, "float32": np.float32}
+EXAMPLE_FIELDS = ("em_E", "f1_E", "span_nll_E", "null_score_E", "score_E", "prob_E")
+
+
+class StoreMismatchError(ValueError):
+  """The store was made from other data, another tokenizer or another model than expected."""
+
+
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+  """Writes `data` to `path` so that readers see the old file or the whole new one."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def atomic_write_json(path: pathlib.Path, obj) -> None:
+  atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprints:
+  """What an agent's outputs depend on; readers compare the fields they know."""
+  data: str
+  tokenizer: str = ""
+  model: str = ""
+
+
+class AgentWriter:
+  """Writes one agent's chunks; `done_chunks()` says where a restarted precompute resumes."""
+
+  def __init__(self, store_dir: str | pathlib.Path, agent: str, *, kind: str,
+               fingerprints: Fingerprints, num_examples: int, chunk_examples: int,
+               params: dict | None = None, logits_dtype: str = "bfloat16"):
+    if logits_dtype not in LOGIT_DTYPES:
+      raise ValueError(f"logits dtype {logits_dtype!r} not in {sorted(LOGIT_DTYPES)}")
+    self.dir = pathlib.Path(store_dir) / agent
+    self.dir.mkdir(parents=True, exist_ok=True)
+    self.manifest = {
+        "format_version": FORMAT_VERSION, "agent": agent, "kind": kind,
+        "fingerprints": dataclasses.asdict(fingerprints), "num_examples": num_examples,
+        "chunk_examples": chunk_examples, "logits_dtype": logits_dtype,
+        "params": params or {}, "complete": False,
+    }
+    existing = self.dir / "manifest.json"
+    if existing.exists():
+      old = json.loads(existing.read_text())
+      same = {k: old.get(k) for k in self.manifest if k != "complete"}
+      if same != {k: v for k, v in self.manifest.items() if k != "complete"}:
+        raise StoreMismatchError(
+            f"{existing} was written with other settings; remove the directory to recompute "
+            f"(stored: {json.dumps({k: old.get(k) for k in ('fingerprints', 'params')})})")
+      self.manifest = old
+    else:
+      atomic_write_json(existing, self.manifest)
+
+  @property
+  def num_chunks(self) -> int:
+    return -(-self.manifest["num_examples"] // self.manifest["chunk_examples"])
+
+  def chunk_rows(self, c: int) -> slice:
+    """The questions (rows) chunk `c` holds."""
+    size = self.manifest["chunk_examples"]
+    return slice(c * size, min((c + 1) * size, self.manifest["num_examples"]))
+
+  def done_chunks(self) -> set[int]:
+    return {c for c in range(self.num_chunks) if (self.dir / f"chunk-{c:05d}.json").exists()}
+
+  def write_chunk(self, c: int, *, texts: list[str], examples: dict[str, np.ndarray],
+                  start_end_logits_Fx2xL: np.ndarray | None = None,
+                  window_example_F: np.ndarray | None = None,
+                  gold_Fx2: np.ndarray | None = None) -> None:
+    """Writes chunk `c` (arrays first, then the JSON whose presence marks the chunk done)."""
+    rows = self.chunk_rows(c)
+    n = rows.stop - rows.start
+    if len(texts) != n or any(len(examples[k]) != n for k in EXAMPLE_FIELDS):
+      raise ValueError(f"chunk {c} of {self.dir}: expected {n} questions in every field")
+    arrays = {k: np.asarray(examples[k], np.float32) for k in EXAMPLE_FIELDS}
+    if start_end_logits_Fx2xL is not None:
+      dtype = LOGIT_DTYPES[self.manifest["logits_dtype"]]
+      bits = np.asarray(start_end_logits_Fx2xL).astype(dtype)
+      arrays["logits_Fx2xL"] = bits.view(np.uint16) if dtype == ml_dtypes.bfloat16 else bits
+      arrays["window_example_F"] = np.asarray(window_example_F, np.int32)
+      arrays["gold_Fx2"] = np.asarray(gold_Fx2, np.int32)
+    with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".npz", delete=False) as f:
+      np.savez(f, **arrays)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(f.name, self.dir / f"chunk-{c:05d}.npz")
+    atomic_write_json(self.dir / f"chunk-{c:05d}.json", {"texts": texts})
+
+  def finish(self, **extra) -> None:
+    """Marks the agent complete (every chunk on disk) and records `extra` (costs, threshold)."""
+    missing = set(range(self.num_chunks)) - self.done_chunks()
+    if missing:
+      raise ValueError(f"{self.dir}: chunks {sorted(missing)[:5]} are missing")
+    self.manifest.update(extra, complete=True)
+    atomic_write_json(self.dir / "manifest.json", self.manifest)
+
+
+class AgentStore:
+  """Reads the agents of a store directory, checking them against the expected data."""
+
+  def __init__(self, store_dir: str | pathlib.Path, agents: list[str], *,
+               data_fingerprint: str | None = None):
+    self.dir = pathlib.Path(store_dir)
+    self.agents = list(agents)
+    self.manifests = {}
+    for agent in self.agents:
+      path = self.dir / agent / "manifest.json"
+      if not path.exists():
+        raise FileNotFoundError(f"agent {agent!r} has no outputs in {self.dir} (run precompute)")
+      manifest = json.loads(path.read_text())
+      if manifest.get("format_version") != FORMAT_VERSION:
+        raise StoreMismatchError(f"{path}: format version {manifest.get('format_version')}, "
+                                 f"expected {FORMAT_VERSION}")
+      if not manifest["complete"]:
+        raise StoreMismatchError(f"{path}: precompute of agent {agent!r} did not finish")
+      if data_fingerprint is not None and manifest["fingerprints"]["data"] != data_fingerprint:
+        raise StoreMismatchError(
+            f"{path}: agent {agent!r} was computed on other data (fingerprint "
+            f"{manifest['fingerprints']['data']}, expected {data_fingerprint})")
+      self.manifests[agent] = manifest
+    counts = {m["num_examples"] for m in self.manifests.values()}
+    if len(counts) > 1:
+      raise StoreMismatchError(f"agents of {self.dir} cover different numbers of questions: {counts}")
+    self.num_examples = counts.pop() if counts else 0
+
+  def _chunks(self, agent: str, rows: slice):
+    size = self.manifests[agent]["chunk_examples"]
+    for c in range(rows.start // size, -(-rows.stop // size)):
+      lo, hi = c * size, min((c + 1) * size, self.num_examples)
+      yield c, slice(max(rows.start, lo) - lo, min(rows.stop, hi) - lo)
+
+  def example_table(self, field: str, rows: slice | None = None) -> np.ndarray:
+    """`field` (one of EXAMPLE_FIELDS) for questions `rows`, agents as columns: [E, J] float32."""
+    rows = rows or slice(0, self.num_examples)
+    columns = []
+    for agent in self.agents:
+      parts = [np.load(self.dir / agent / f"chunk-{c:05d}.npz")[field][part]
+               for c, part in self._chunks(agent, rows)]
+      columns.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+    return np.stack(columns, axis=1)
+
+  def answers(self, agent: str) -> list[str]:
+    """The answer text agent `agent` gave to each question, in order."""
+    texts = []
+    for c, part in self._chunks(agent, slice(0, self.num_examples)):
+      texts.extend(json.loads((self.dir / agent / f"chunk-{c:05d}.json").read_text())["texts"][part])
+    return texts
+
+  def logits(self, agent: str, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start/end logits [F, 2, L] float32, window -> question index, gold [F, 2]) of one chunk."""
+    manifest = self.manifests[agent]
+    with np.load(self.dir / agent / f"chunk-{chunk:05d}.npz") as z:
+      if "logits_Fx2xL" not in z:
+        raise ValueError(f"agent {agent!r} ({manifest['kind']}) stores no logits")
+      raw = z["logits_Fx2xL"]
+      if manifest["logits_dtype"] == "bfloat16":
+        raw = raw.view(ml_dtypes.bfloat16)
+      return raw.astype(np.float32), z["window_example_F"], z["gold_Fx2"]

@@ -1,0 +1,40 @@
+"""Experiment configs: `--set` overrides are typed and name what is wrong."""
+
+import pytest
+
+from l2d_jax import config as C
+
+
+def test_overrides_reach_nested_fields_and_tuples():
+  c = C.ExperimentConfig(agents=(C.AgentConfig(name="a"), C.AgentConfig(name="b")))
+  c = C.override(c, "train.steps=5")
+  c = C.override(c, "agents.1.num_layers=2")
+  c = C.override(c, "eval.beta_scales=[0, 1]")
+  c = C.override(c, "train.optim.learning_rate=1e-3")
+  c = C.override(c, "costs.loss=1-em")
+  assert (c.train.steps, c.agents[1].num_layers, c.agents[0].num_layers) == (5, 2, 0)
+  assert c.eval.beta_scales == (0.0, 1.0)
+  assert c.train.optim.learning_rate == 1e-3
+  assert c.costs.loss == "1-em"
+
+
+@pytest.mark.parametrize("assignment, error, match", [
+    ("train.stepz=1", KeyError, "no field 'stepz'"),
+    ("train.steps=abc", ValueError, "not a Python literal"),
+    ("train.steps=1.5", TypeError, "expected int"),
+    ("agents.3.name=x", KeyError, "not an index"),
+    ("train.steps", ValueError, "key=value"),
+])
+def test_bad_overrides_are_clear(assignment, error, match):
+  c = C.ExperimentConfig(agents=(C.AgentConfig(),))
+  with pytest.raises(error, match=match):
+    C.override(c, assignment)
+
+
+def test_load_config_from_file(tmp_path):
+  path = tmp_path / "exp.py"
+  path.write_text("from l2d_jax import config as C\n"
+                  "def get_config():\n  return C.ExperimentConfig(name='x')\n")
+  assert C.load_config(str(path)).name == "x"
+  with pytest.raises(FileNotFoundError, match="no experiment"):
+    C.load_config("does_not_exist")
