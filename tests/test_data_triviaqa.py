@@ -1,0 +1,236 @@
+"""TriviaQA rc reader: alias location, truncation, the official layout, and bad input."""
+
+import json
+import pathlib
+
+import pytest
+
+from l2d_jax.data import triviaqa
+from l2d_jax.data.example import Answer, DataError, Example
+
+PARIS_PAGE = "  Paris is the capital of France. PARIS hosts the Louvre; Parisians love it.\n"
+LIGHT_PAGE = "The City of Light, paris, is also called Lutetia."
+NILE_PAGE = "The Nile flows north through Egypt into the Mediterranean Sea."
+
+PARIS_QUESTION = {
+    "Answer": {"Aliases": ["Paris", "City of Light", " paris "], "MatchedWikiEntryName": "Paris",
+               "NormalizedAliases": ["paris", "city of light"], "NormalizedMatchedWikiEntryName":
+               "paris", "NormalizedValue": "paris", "Type": "WikipediaEntity", "Value": "Paris"},
+    "EntityPages": [{"DocSource": "TagMe", "Filename": "Paris.txt", "Title": "Paris"}],
+    "Question": " What is the capital of France? ",
+    "QuestionId": "tc_1",
+    "QuestionSource": "http://www.quiz.example/1",
+}
+NILE_QUESTION = {
+    "Answer": {"Aliases": ["Amazon", "Amazon River"], "MatchedWikiEntryName": "Amazon River",
+               "NormalizedAliases": ["amazon", "amazon river"], "NormalizedMatchedWikiEntryName":
+               "amazon river", "NormalizedValue": "amazon river", "Type": "WikipediaEntity",
+               "Value": "Amazon River"},
+    "EntityPages": [{"DocSource": "TagMe", "Filename": "Nile.txt", "Title": "Nile"}],
+    "Question": "Which river carries the most water?",
+    "QuestionId": "tc_2",
+    "QuestionSource": "http://www.quiz.example/2",
+}
+WEB_RESULT = {"Description": "A page about Paris", "DisplayUrl": "light.example", "Filename":
+              "7/7_1.txt", "Rank": 0, "Title": "City of Light", "Url": "http://light.example"}
+
+# What the fixture's dev split reads as (max_evidence_chars large enough for every page).
+EXPECTED_DEV = [
+    Example("tc_1--Paris.txt", "Paris", PARIS_PAGE.strip(), "What is the capital of France?",
+            (Answer("Paris", 0), Answer("PARIS", 32))),
+    Example("tc_2--Nile.txt", "Nile", NILE_PAGE, "Which river carries the most water?", (),
+            no_evidence=True),
+    Example("tc_1--7/7_1.txt", "City of Light", LIGHT_PAGE, "What is the capital of France?",
+            (Answer("City of Light", 4), Answer("paris", 19))),
+]
+
+
+def write_qa_file(path: pathlib.Path, records: list, domain: str, split: str) -> None:
+  """A qa file as the official release writes it (TFDS parses that indentation line by line)."""
+  document = {"Data": records, "Domain": domain, "Split": split, "VerifiedEval": False,
+              "Version": 1.0}
+  path.write_text(json.dumps(document, indent=4, sort_keys=True), encoding="utf-8")
+
+
+def write_rc_tree(root: pathlib.Path) -> pathlib.Path:
+  """A tiny extracted triviaqa-rc tree: qa files for every split, Wikipedia and web evidence.
+
+  The Wikipedia and web files share question tc_1 and its entity page, as the
+  official files do.
+  """
+  (root / "qa").mkdir(parents=True)
+  (root / "evidence" / "wikipedia").mkdir(parents=True)
+  (root / "evidence" / "web" / "7").mkdir(parents=True)
+  (root / "evidence" / "wikipedia" / "Paris.txt").write_text(PARIS_PAGE, encoding="utf-8")
+  (root / "evidence" / "wikipedia" / "Nile.txt").write_text(NILE_PAGE, encoding="utf-8")
+  (root / "evidence" / "web" / "7" / "7_1.txt").write_text(LIGHT_PAGE, encoding="utf-8")
+  web_question = dict(PARIS_QUESTION, SearchResults=[WEB_RESULT])
+  for split in ("train", "dev"):
+    write_qa_file(root / "qa" / f"wikipedia-{split}.json", [PARIS_QUESTION, NILE_QUESTION],
+                  "wikipedia", split)
+    write_qa_file(root / "qa" / f"web-{split}.json", [web_question], "web", split)
+  for domain, record in (("wikipedia", PARIS_QUESTION), ("web", web_question)):
+    unanswered = {k: v for k, v in record.items() if k != "Answer"}
+    write_qa_file(root / "qa" / f"{domain}-test-without-answers.json", [unanswered], domain,
+                  "test")
+  return root
+
+
+def test_answer_aliases_strips_and_drops_case_duplicates_and_empties():
+  assert triviaqa.answer_aliases(" Paris ", ["paris", "City of Light", "", "  ", "PARIS"]) == (
+      "Paris", "City of Light")
+
+
+def test_locate_aliases_ignores_case_and_needs_whole_words():
+  context = "Paris, not Parisian nor paris2; in PARIS (paris)."
+  assert triviaqa.locate_aliases(context, ["Paris"]) == (
+      Answer("Paris", 0), Answer("PARIS", 35), Answer("paris", 42))
+
+
+def test_locate_aliases_handles_punctuated_aliases_and_prefers_the_longest():
+  context = "The U.S. team left New York City for New York; C++ won."
+  answers = triviaqa.locate_aliases(context, ["New York", "U.S.", "New York City", "C++"])
+  assert answers == (Answer("U.S.", 4), Answer("New York City", 19), Answer("New York", 37),
+                     Answer("C++", 47))
+  assert all(context[a.start:a.end] == a.text for a in answers)
+  assert triviaqa.locate_aliases(context, []) == ()
+
+
+def test_truncate_evidence_ends_on_a_word_end():
+  text = "alpha beta gamma"
+  assert triviaqa.truncate_evidence(text, 100) == text
+  assert triviaqa.truncate_evidence(text, 10) == "alpha beta"  # the cut falls on a space
+  assert triviaqa.truncate_evidence(text, 13) == "alpha beta"  # inside "gamma": back to a space
+  assert triviaqa.truncate_evidence(text, 3) == "alp"  # one word longer than the limit
+  with pytest.raises(ValueError, match="must be positive"):
+    triviaqa.truncate_evidence(text, 0)
+
+
+def test_read_triviaqa_dev_gives_one_example_per_question_and_document(tmp_path):
+  root = write_rc_tree(tmp_path)
+  examples, skips = triviaqa.read_triviaqa(root, "dev", max_evidence_chars=1000)
+  assert examples == EXPECTED_DEV
+  # tc_1's entity page is listed in both the Wikipedia and the web qa file.
+  assert skips.counts == {triviaqa.SKIP_DUPLICATE_PAIR: 1}
+  assert triviaqa.no_evidence_summary(examples).startswith("1 of 3 (question, document) pairs")
+  assert triviaqa.read_triviaqa(root, "validation", max_evidence_chars=1000)[0] == EXPECTED_DEV
+
+
+def test_read_triviaqa_one_domain(tmp_path):
+  root = write_rc_tree(tmp_path)
+  examples, skips = triviaqa.read_triviaqa(root, "train", domains=("web",),
+                                           max_evidence_chars=1000)
+  assert [e.id for e in examples] == ["tc_1--Paris.txt", "tc_1--7/7_1.txt"]
+  assert skips.total == 0
+
+
+def test_truncation_that_cuts_every_alias_marks_no_evidence(tmp_path):
+  root = write_rc_tree(tmp_path)
+  examples, _ = triviaqa.read_triviaqa(root, "dev", domains=("wikipedia",), max_evidence_chars=35)
+  paris = examples[0]
+  assert paris.context == "Paris is the capital of France."
+  assert paris.answers == (Answer("Paris", 0),) and not paris.no_evidence
+  examples, _ = triviaqa.read_triviaqa(root, "dev", domains=("web",), max_evidence_chars=3)
+  assert [(e.context, e.answers, e.no_evidence) for e in examples] == [
+      ("Par", (), True), ("The", (), True)]
+
+
+def test_test_split_and_unknown_domain_are_refused(tmp_path):
+  root = write_rc_tree(tmp_path)
+  with pytest.raises(ValueError, match="no public answers"):
+    triviaqa.read_triviaqa(root, "test")
+  with pytest.raises(ValueError, match="unknown TriviaQA domains"):
+    triviaqa.read_triviaqa(root, "dev", domains=("news",))
+
+
+def test_missing_qa_file_names_it(tmp_path):
+  with pytest.raises(DataError, match=r"qa file not found .*wikipedia-dev\.json"):
+    triviaqa.read_triviaqa(tmp_path, "dev")
+
+
+def test_malformed_json_names_file_line_and_column(tmp_path):
+  root = write_rc_tree(tmp_path)
+  qa_path = root / "qa" / "web-dev.json"
+  qa_path.write_text('{"Data": [\n  {"QuestionId": }\n]}', encoding="utf-8")
+  with pytest.raises(DataError, match=r"malformed JSON: Expecting value at line 2, column 18 "
+                                      r"\(file '.*web-dev\.json'\)"):
+    triviaqa.read_triviaqa(root, "dev")
+
+
+def test_bytes_that_are_not_utf8_in_a_qa_file(tmp_path):
+  root = write_rc_tree(tmp_path)
+  qa_path = root / "qa" / "wikipedia-dev.json"
+  qa_path.write_bytes(qa_path.read_bytes().replace(b"capital", b"capit\xe4l"))
+  with pytest.raises(DataError, match=r"not UTF-8 at byte offset \d+") as error:
+    triviaqa.read_triviaqa(root, "dev")
+  assert error.value.file == str(qa_path) and error.value.field == "Data[0].Question"
+
+
+@pytest.mark.parametrize("path, field", [
+    (("Answer", "Aliases"), "Answer.Aliases"),
+    (("Answer", "Value"), "Answer.Value"),
+    (("Question",), "Question"),
+    (("EntityPages", 0, "Filename"), "EntityPages[0].Filename"),
+    (("EntityPages", 0, "Title"), "EntityPages[0].Title"),
+])
+def test_missing_field_names_file_question_and_field(tmp_path, path, field):
+  root = write_rc_tree(tmp_path)
+  record = json.loads(json.dumps(NILE_QUESTION))
+  parent = record
+  for key in path[:-1]:
+    parent = parent[key]
+  del parent[path[-1]]
+  write_qa_file(root / "qa" / "wikipedia-dev.json", [record], "wikipedia", "dev")
+  with pytest.raises(DataError, match="missing field") as error:
+    triviaqa.read_triviaqa(root, "dev", domains=("wikipedia",))
+  assert (error.value.file, error.value.qid, error.value.field) == (
+      str(root / "qa" / "wikipedia-dev.json"), "tc_2", field)
+
+
+def test_missing_question_id_names_the_record(tmp_path):
+  root = write_rc_tree(tmp_path)
+  record = {k: v for k, v in NILE_QUESTION.items() if k != "QuestionId"}
+  write_qa_file(root / "qa" / "wikipedia-dev.json", [PARIS_QUESTION, record], "wikipedia", "dev")
+  with pytest.raises(DataError, match=r"missing field .*field 'Data\[1\]\.QuestionId'"):
+    triviaqa.read_triviaqa(root, "dev", domains=("wikipedia",))
+
+
+def test_missing_evidence_file_names_question_and_field(tmp_path):
+  root = write_rc_tree(tmp_path)
+  (root / "evidence" / "web" / "7" / "7_1.txt").unlink()
+  with pytest.raises(DataError, match=r"evidence file '.*7_1\.txt' not found") as error:
+    triviaqa.read_triviaqa(root, "dev")
+  assert (error.value.qid, error.value.field) == ("tc_1", "SearchResults[0].Filename")
+
+
+def test_evidence_that_is_not_utf8(tmp_path):
+  root = write_rc_tree(tmp_path)
+  (root / "evidence" / "wikipedia" / "Nile.txt").write_bytes(b"The Nile \xff flows.")
+  with pytest.raises(DataError, match=r"Nile\.txt' has bytes that are not UTF-8 at byte "
+                                      r"offset 9") as error:
+    triviaqa.read_triviaqa(root, "dev")
+  assert (error.value.qid, error.value.field) == ("tc_2", "EntityPages[0].Filename")
+
+
+def test_empty_question_empty_evidence_and_no_documents_are_counted_skips(tmp_path):
+  root = write_rc_tree(tmp_path)
+  (root / "evidence" / "wikipedia" / "Nile.txt").write_text(" \n ", encoding="utf-8")
+  no_question = dict(PARIS_QUESTION, QuestionId="tc_3", Question="  ")
+  no_documents = dict(PARIS_QUESTION, QuestionId="tc_4", EntityPages=[])
+  write_qa_file(root / "qa" / "wikipedia-dev.json",
+                [PARIS_QUESTION, NILE_QUESTION, no_question, no_documents], "wikipedia", "dev")
+  examples, skips = triviaqa.read_triviaqa(root, "dev", domains=("wikipedia",))
+  assert [e.id for e in examples] == ["tc_1--Paris.txt"]
+  assert skips.counts == {"empty context": 1, "empty question": 1,
+                          triviaqa.SKIP_NO_DOCUMENTS: 1}
+  assert skips.samples["empty context"] == ["tc_2--Nile.txt"]
+
+
+def test_same_pair_with_different_content_is_an_error(tmp_path):
+  root = write_rc_tree(tmp_path)
+  changed = dict(PARIS_QUESTION, Question="Which city hosts the Louvre?",
+                 SearchResults=[WEB_RESULT])
+  write_qa_file(root / "qa" / "web-dev.json", [changed], "web", "dev")
+  with pytest.raises(DataError, match="appears twice with different content") as error:
+    triviaqa.read_triviaqa(root, "dev")
+  assert error.value.qid == "tc_1--Paris.txt"
