@@ -24,7 +24,7 @@ class MetricsLogger:
                progress: bool = True):
     self.workdir = pathlib.Path(workdir)
     self._is_writer = jax.process_index() == 0
-    self._pending: tuple[int, str, dict] | None = None
+    self._pending: tuple[int, str, dict, int] | None = None
     self._tb = None
     self._jsonl = None
     if self._is_writer:
@@ -36,13 +36,11 @@ class MetricsLogger:
     self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
                           dynamic_ncols=True, disable=not (progress and self._is_writer))
     self._last_time = time.perf_counter()
-    self._examples_since = 0
 
   def step(self, step: int, metrics: dict, examples: int) -> None:
     """Records one train step's device metrics; writes the previous step's."""
-    self._examples_since += examples
     self._flush()
-    self._pending = (step, "train", metrics)
+    self._pending = (step, "train", metrics, examples)
     self._bar.update(1)
 
   def write(self, step: int, split: str, metrics: dict) -> dict:
@@ -52,11 +50,11 @@ class MetricsLogger:
 
   def _flush(self) -> None:
     if self._pending is not None:
-      step, split, metrics = self._pending
+      step, split, metrics, examples = self._pending
       self._pending = None
-      now = time.perf_counter()
-      rate = self._examples_since / max(now - self._last_time, 1e-9)
-      self._last_time, self._examples_since = now, 0
+      now = time.perf_counter()  # the step's results are ready by now (or will be, below)
+      rate = examples / max(now - self._last_time, 1e-9)
+      self._last_time = now
       row = self._emit(step, split, {**metrics, "examples_per_sec": rate})
       self._bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", ex_s=f"{rate:.0f}")
 

@@ -1,0 +1,83 @@
+"""The training state of an NNX model as a plain pytree, and the jitted data-parallel step.
+
+NNX modules are split once into a static `graphdef`, their trainable `nnx.Param`
+state and the rest (RNG streams, non-trainable variables). The jitted step
+merges them back, so the compiled program is an ordinary function of arrays:
+parameters and optimizer state replicated, the batch sharded on `data`, the old
+state donated. Dropout randomness is reseeded from `(seed, step)` inside the
+step, so a resumed run draws exactly the masks an uninterrupted one would.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from l2d_jax.train import mesh as mesh_lib
+
+# loss_fn(model, batch) -> (scalar loss, dict of scalar metrics)
+LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
+
+
+class Trainable:
+  """A module split for functional training: `graphdef`, `rest`, and `state` to train."""
+
+  def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh: Mesh,
+               seed: int):
+    self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+    self.tx = tx
+    self.mesh = mesh
+    self.seed = seed
+    self.state = mesh_lib.replicate(mesh, {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "opt_state": tx.init(params),
+    })
+    self.rest = mesh_lib.replicate(mesh, self.rest)
+
+  def model(self, params=None) -> nnx.Module:
+    """The module with `params` (default: the current ones), in eval mode."""
+    model = nnx.merge(self.graphdef, self.state["params"] if params is None else params,
+                      self.rest)
+    model.eval()
+    return model
+
+  def make_step(self, loss_fn: LossFn) -> Callable[[dict, dict], tuple[dict, dict]]:
+    """`step(state, batch) -> (state, metrics)`, jitted over the mesh with the state donated.
+
+    Metrics gain `loss`, `grad_norm` and `finite` (1 when loss
+    and gradients are finite). A non-finite step leaves parameters unchanged, so the
+    loop can stop with the last good state intact.
+    """
+    graphdef, rest, tx, seed = self.graphdef, self.rest, self.tx, self.seed
+
+    def step(state, batch):
+      def compute(params):
+        model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables in this trace
+        model.train()
+        nnx.reseed(model, default=jax.random.fold_in(jax.random.key(seed), state["step"]))
+        return loss_fn(model, batch)
+
+      (loss, metrics), grads = jax.value_and_grad(compute, has_aux=True)(state["params"])
+      grad_norm = optax.global_norm(grads)
+      finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+      params = optax.apply_updates(state["params"], updates)
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+      new_state = {"step": state["step"] + 1,
+                   "params": keep(params, state["params"]),
+                   "opt_state": keep(opt_state, state["opt_state"])}
+      return new_state, {**metrics, "loss": loss, "grad_norm": grad_norm,
+                         "finite": finite.astype(jnp.float32)}
+
+    replicated = mesh_lib.replicated(self.mesh)
+    return jax.jit(step, in_shardings=(replicated, mesh_lib.data_sharded(self.mesh)),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def count_params(tree: Any) -> int:
+  return sum(x.size for x in jax.tree.leaves(tree))
