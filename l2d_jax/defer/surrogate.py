@@ -13,7 +13,7 @@ minimizer over free logits puts the largest logit on the cheapest agent, so
 training it approximates the Bayes allocation `argmin_j c_j`.
 
 Everything is written in terms of the log-ratio `s_j = log(1 + v_j) =
--log_softmax_j(r)`, which is finite and exact for any logits. For u < 1 the
+-log_softmax_j(r)`, computed by `log1p_competition` accurately for any logits. For u < 1 the
 loss grows like `exp((1 - u) * s_j)`, which overflows float32 once a logit gap
 reaches a few tens; beyond `(1 - u) * s_j > LINEAR_BEYOND` the function is
 continued by its tangent (first-order Taylor expansion in the exponent), so the
@@ -61,6 +61,27 @@ def psi(log1p_v: jax.Array, u: jax.Array | float) -> jax.Array:
   return jnp.where(is_log, log1p_v, power)
 
 
+def log1p_competition(logits_BxJ: jax.Array) -> jax.Array:
+  """`s_j = log(1 + sum_{j' != j} exp(r_j' - r_j))` (= -log_softmax_j), accurate for every j.
+
+  `-log_softmax` computes `s_j` as `logsumexp(r) - r_j`, a difference of two
+  nearly equal numbers for the leading agent, where `s_j` is tiny: float32 then
+  keeps only a few digits of it. Here the leading agent gets `log1p` of its
+  (small) competition sum, and the others `m + log(exp(-m) + sum exp(d - m))`
+  with `m` their largest positive gap, which neither cancels nor overflows.
+  """
+  num_agents = logits_BxJ.shape[-1]
+  gaps_BxJxJ = logits_BxJ[:, None, :] - logits_BxJ[:, :, None]  # [b, j, j'] = r_j' - r_j
+  others_JxJ = ~jnp.eye(num_agents, dtype=bool)
+  top_BxJ = jnp.max(jnp.where(others_JxJ, gaps_BxJxJ, -jnp.inf), axis=-1)
+  shift_BxJ = jnp.maximum(top_BxJ, 0.0)
+  sum_BxJ = jnp.sum(jnp.where(others_JxJ, jnp.exp(gaps_BxJxJ - shift_BxJ[..., None]), 0.0),
+                    axis=-1)
+  leading = jnp.log1p(sum_BxJ)
+  trailing = shift_BxJ + jnp.log(jnp.exp(-shift_BxJ) + sum_BxJ)
+  return jnp.where(top_BxJ <= 0.0, leading, trailing)
+
+
 def comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array,
                   u: jax.Array | float) -> jax.Array:
   """The comp-sum surrogate per example, `[B]`.
@@ -70,8 +91,14 @@ def comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array,
   """
   logits_BxJ = _float(logits_BxJ)
   costs_BxJ = jax.lax.stop_gradient(_float(costs_BxJ))
-  tau_BxJ = jnp.sum(costs_BxJ, axis=-1, keepdims=True) - costs_BxJ
-  log_ratio_BxJ = -jax.nn.log_softmax(logits_BxJ, axis=-1)
+  # tau_j = sum_{i != j} c_i as a sum of the others, not `sum(c) - c_j`: the
+  # subtraction loses tau_j's digits when c_j dominates (a tiny tau_j then
+  # weights a large Psi_j, so its relative error shows in the loss).
+  num_agents = costs_BxJ.shape[-1]
+  others_JxJ = 1.0 - jnp.eye(num_agents, dtype=costs_BxJ.dtype)
+  tau_BxJ = jnp.einsum("bi,ij->bj", costs_BxJ, others_JxJ,
+                       precision=jax.lax.Precision.HIGHEST)
+  log_ratio_BxJ = log1p_competition(logits_BxJ)
   return jnp.sum(tau_BxJ * psi(log_ratio_BxJ, u), axis=-1)
 
 

@@ -52,11 +52,13 @@ class MetricsLogger:
     if self._pending is not None:
       step, split, metrics, examples = self._pending
       self._pending = None
-      now = time.perf_counter()  # the step's results are ready by now (or will be, below)
-      rate = examples / max(now - self._last_time, 1e-9)
+      values = {k: float(np.asarray(v)) for k, v in metrics.items()}  # waits for the step
+      now = time.perf_counter()
+      values["examples_per_sec"] = examples / max(now - self._last_time, 1e-9)
       self._last_time = now
-      row = self._emit(step, split, {**metrics, "examples_per_sec": rate})
-      self._bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", ex_s=f"{rate:.0f}")
+      row = self._emit(step, split, values)
+      self._bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}",
+                            ex_s=f"{values['examples_per_sec']:.0f}")
 
   def _emit(self, step: int, split: str, metrics: dict) -> dict:
     values = {k: float(np.asarray(v)) for k, v in metrics.items()}

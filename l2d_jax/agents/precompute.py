@@ -1,0 +1,152 @@
+"""One pass of a model agent over every window, sharded over all devices and processes.
+
+For each chunk of questions: their windows go through the jitted forward pass
+in global batches (each process feeds its rows with
+`make_array_from_process_local_data`; outputs come back replicated), which also
+finds each window's best span and the gold span's NLL on the device. The host
+then combines windows into one answer per question, scores it (official EM/F1)
+and process 0 writes the chunk to the agent store. Chunks already on disk are
+skipped, so a killed precompute continues where it stopped and ends with the
+same store.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from flax import nnx
+
+from l2d_jax.agents import decode
+from l2d_jax.agents import store as store_lib
+from l2d_jax.data.example import Example
+from l2d_jax.data.features import Features
+from l2d_jax.defer import costs as costs_lib
+from l2d_jax.metrics import squad as squad_metric
+from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train.finetune import MODEL_INPUTS, local_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecomputeSettings:
+  batch_size: int = 64              # global, in windows
+  chunk_examples: int = 1024        # questions per store chunk
+  max_answer_len: int = 30          # tokens
+  null_threshold: float | None = None  # SQuAD v2: answer empty when null - best > threshold
+  logits_dtype: str = "bfloat16"
+  version: str = "1.1"              # metric semantics
+  progress: bool = True
+
+
+def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
+  """jit(params, batch) -> logits, best spans and gold NLL per window, replicated."""
+  graphdef, state = nnx.split(model)
+
+  def forward(state, batch):
+    model = nnx.merge(graphdef, state, copy=True)
+    model.eval()
+    start_BxL, end_BxL = model(*(batch[name] for name in MODEL_INPUTS))
+    context_BxL = batch["offsets_FxLx2"][..., 0] >= 0
+    spans = decode.window_best_spans(start_BxL, end_BxL, context_BxL, max_answer_len)
+    valid_BxL = context_BxL.at[:, 0].set(True)  # gold is a context span or CLS
+    spans["nll_F"] = costs_lib.span_nll_FxJ(
+        start_BxL[:, None], end_BxL[:, None], batch["start_positions_F"],
+        batch["end_positions_F"], valid_BxL[:, None])[:, 0]
+    spans["logits_Fx2xL"] = jnp.stack([start_BxL, end_BxL], axis=1)
+    return spans
+
+  replicated = mesh_lib.replicated(mesh)
+  step = jax.jit(forward, in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
+                 out_shardings=replicated)
+  state = mesh_lib.replicate(mesh, state)
+  return lambda batch: step(state, batch)
+
+
+def _window_rows(features: Features, rows: slice) -> np.ndarray:
+  """Indices of the windows of questions `rows` (windows of a question are contiguous)."""
+  lo, hi = np.searchsorted(features.example_index_F, [rows.start, rows.stop])
+  return np.arange(lo, hi)
+
+
+def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx.Module,
+                           features: Features, examples: list[Example], *,
+                           fingerprints: store_lib.Fingerprints, settings: PrecomputeSettings,
+                           mesh=None, extra_manifest: dict | None = None) -> pathlib.Path:
+  """Writes `agent`'s outputs on `examples` (whose windows are `features`) to the store."""
+  if features.example_ids != [e.id for e in examples]:
+    raise store_lib.StoreMismatchError(
+        f"features of agent {agent!r} were made from other questions than the ones given")
+  if np.any(np.diff(features.example_index_F) < 0):
+    raise ValueError("features must keep each question's windows together, in question order")
+  mesh = mesh or mesh_lib.make_mesh()
+  writer = store_lib.AgentWriter(
+      store_dir, agent, kind="model", fingerprints=fingerprints, num_examples=len(examples),
+      chunk_examples=settings.chunk_examples, logits_dtype=settings.logits_dtype,
+      params={"features": dataclasses.asdict(features.params),
+              "max_answer_len": settings.max_answer_len,
+              "null_threshold": settings.null_threshold, "version": settings.version})
+  forward = forward_fn(model, mesh, settings.max_answer_len)
+  todo = [c for c in range(writer.num_chunks) if c not in writer.done_chunks()]
+  bar = tqdm.tqdm(todo, desc=f"precompute {agent}", unit="chunk",
+                  disable=not settings.progress or jax.process_index() != 0)
+  for c in bar:
+    rows = writer.chunk_rows(c)
+    windows = _run_windows(forward, features, _window_rows(features, rows), settings.batch_size,
+                           mesh)
+    if jax.process_index() == 0:
+      _write_chunk(writer, c, rows, windows, features, examples, settings)
+  if jax.process_index() == 0:
+    writer.finish(**(extra_manifest or {}))
+    _write_predictions(store_lib.AgentStore(store_dir, [agent]), agent, examples)
+  return writer.dir
+
+
+def _run_windows(forward, features: Features, window_rows: np.ndarray, batch_size: int,
+                 mesh) -> dict[str, np.ndarray]:
+  """Forward outputs for `window_rows`, in order, padding the last global batch."""
+  outputs = []
+  for lo in range(0, len(window_rows), batch_size):
+    rows = window_rows[lo:lo + batch_size]
+    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+    local = local_rows(padded, mesh)
+    batch = {name: getattr(features, name)[local]
+             for name in (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_positions_F")}
+    out = forward(mesh_lib.shard_batch(mesh, batch))
+    outputs.append({k: np.asarray(v)[:len(rows)] for k, v in out.items()})
+  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def _write_chunk(writer: store_lib.AgentWriter, c: int, rows: slice, windows: dict,
+                 features: Features, examples: list[Example], settings: PrecomputeSettings):
+  window_rows = _window_rows(features, rows)
+  chunk_examples = examples[rows]
+  local_example_F = features.example_index_F[window_rows] - rows.start
+  decoded = decode.decode_examples(
+      windows, local_example_F, features.offsets_FxLx2[window_rows],
+      [e.context for e in chunk_examples], null_threshold=settings.null_threshold)
+  scores = [squad_metric.example_scores(e, text, settings.version)
+            for e, text in zip(chunk_examples, decoded.text)]
+  gold_F = np.stack([features.start_positions_F[window_rows],
+                     features.end_positions_F[window_rows]], axis=1)
+  holds_gold_F = costs_lib.gold_window_mask(
+      gold_F[:, 0], local_example_F, np.array([e.is_impossible for e in chunk_examples]))
+  span_nll_E = costs_lib.example_span_nll_ExJ(
+      windows["nll_F"][:, None], local_example_F, holds_gold_F, len(chunk_examples))[:, 0]
+  writer.write_chunk(
+      c, texts=decoded.text,
+      examples={"em_E": np.array([s[0] for s in scores]), "f1_E": np.array([s[1] for s in scores]),
+                "span_nll_E": np.asarray(span_nll_E), "null_score_E": decoded.null_score_E,
+                "score_E": decoded.score_E, "prob_E": decoded.prob_E},
+      start_end_logits_Fx2xL=windows["logits_Fx2xL"], window_example_F=local_example_F,
+      gold_Fx2=gold_F)
+
+
+def _write_predictions(store: store_lib.AgentStore, agent: str, examples: list[Example]) -> None:
+  """`predictions.json` ({question id: answer}) beside the chunks, for `l2d-jax score`."""
+  texts = store.answers(agent)
+  agent_dir = store.dir / agent
+  store_lib.atomic_write_json(agent_dir / "predictions.json",
+                              {e.id: t for e, t in zip(examples, texts)})

@@ -1,0 +1,91 @@
+"""Precompute: store EM/F1 agree with the official metric, resumes to the same store, any mesh."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from l2d_jax.agents import precompute as pre
+from l2d_jax.agents import store as store_lib
+from l2d_jax.data import features as features_lib
+from l2d_jax.data import squad, synthetic, wordpiece
+from l2d_jax.data.tokenizer import load_tokenizer
+from l2d_jax.metrics import squad as metric
+from l2d_jax.models.config import EncoderConfig
+from l2d_jax.models.heads import SpanModel
+from l2d_jax.train import mesh as mesh_lib
+
+FINGERPRINTS = store_lib.Fingerprints("data", "tok", "model")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("pre")
+  paths = synthetic.write_dataset(synthetic.SyntheticConfig(n_articles=4, seed=3), root)
+  data = json.loads(paths.data.read_text())
+  tokenizer = load_tokenizer(wordpiece.build_tokenizer(data, root / "tok"))
+  examples = squad.read_squad(paths.data).examples
+  features = features_lib.make_features(
+      examples, tokenizer, features_lib.FeatureParams(max_seq_len=64, doc_stride=16,
+                                                      max_query_len=24))
+  config = EncoderConfig(family="bert", vocab_size=len(tokenizer), hidden_size=32, num_layers=1,
+                         num_heads=2, intermediate_size=64, max_position_embeddings=64)
+  model = SpanModel(config, rngs=nnx.Rngs(0))
+  return examples, features, model
+
+
+def _run(store_dir, setup, num_devices, **settings):
+  examples, features, model = setup
+  settings = pre.PrecomputeSettings(batch_size=8, chunk_examples=7, progress=False, **settings)
+  return pre.precompute_model_agent(store_dir, "agent", model, features, examples,
+                                    fingerprints=FINGERPRINTS, settings=settings,
+                                    mesh=mesh_lib.make_mesh(num_devices))
+
+
+def test_store_scores_match_official_metric_on_written_predictions(tmp_path, setup):
+  examples = setup[0]
+  agent_dir = _run(tmp_path, setup, 8, logits_dtype="float32")
+  store = store_lib.AgentStore(tmp_path, ["agent"])
+  predictions = json.loads((agent_dir / "predictions.json").read_text())
+  official = metric.score_v1(examples, predictions)
+  assert store.example_table("em_E").mean() * 100 == pytest.approx(official["exact_match"])
+  assert store.example_table("f1_E").mean() * 100 == pytest.approx(official["f1"])
+  assert np.isfinite(store.example_table("span_nll_E")).all()
+  assert (store.example_table("prob_E") <= 1).all()
+  # the stored logits reproduce the stored answers
+  logits, window_example, _ = store.logits("agent", 0)
+  assert logits.shape[1:] == (2, 64) and window_example.max() < 7
+
+
+def test_killed_precompute_resumes_to_the_same_store(tmp_path, setup):
+  full = _run(tmp_path / "full", setup, 8)
+  partial = _run(tmp_path / "partial", setup, 8)
+  # simulate a kill after chunk 1: later chunks and the completion mark are gone
+  manifest = json.loads((partial / "manifest.json").read_text())
+  manifest["complete"] = False
+  (partial / "manifest.json").write_text(json.dumps(manifest))
+  for path in sorted(partial.glob("chunk-*"))[4:]:
+    path.unlink()
+  _run(tmp_path / "partial", setup, 8)
+  for path in sorted(full.glob("chunk-*.npz")):
+    a, b = np.load(path), np.load(partial / path.name)
+    for key in a.files:
+      np.testing.assert_array_equal(a[key], b[key])
+  assert (full / "predictions.json").read_text() == (partial / "predictions.json").read_text()
+
+
+def test_same_outputs_on_one_and_eight_devices(tmp_path, setup):
+  one = store_lib.AgentStore(pathlib.Path(_run(tmp_path / "one", setup, 1)).parent, ["agent"])
+  eight = store_lib.AgentStore(pathlib.Path(_run(tmp_path / "eight", setup, 8)).parent, ["agent"])
+  assert one.answers("agent") == eight.answers("agent")
+  np.testing.assert_allclose(one.example_table("span_nll_E"), eight.example_table("span_nll_E"),
+                             rtol=1e-5)
+
+
+def test_features_of_other_questions_are_refused(tmp_path, setup):
+  examples, features, model = setup
+  with pytest.raises(store_lib.StoreMismatchError, match="other questions"):
+    pre.precompute_model_agent(tmp_path, "agent", model, features, examples[1:],
+                               fingerprints=FINGERPRINTS, settings=pre.PrecomputeSettings())
