@@ -27,7 +27,7 @@ from l2d_jax.data.features import Features
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.metrics import squad as squad_metric
 from l2d_jax.train import mesh as mesh_lib
-from l2d_jax.train.finetune import MODEL_INPUTS, local_rows
+from l2d_jax.train.finetune import MODEL_INPUTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _run_windows(forward, features: Features, window_rows: np.ndarray, batch_siz
   for lo in range(0, len(window_rows), batch_size):
     rows = window_rows[lo:lo + batch_size]
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-    local = local_rows(padded, mesh)
+    local = mesh_lib.local_rows(padded, mesh)
     batch = {name: getattr(features, name)[local]
              for name in (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_positions_F")}
     out = forward(mesh_lib.shard_batch(mesh, batch))

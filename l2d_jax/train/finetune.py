@@ -33,13 +33,6 @@ class FinetuneSettings:
   progress: bool = True
 
 
-def local_rows(rows_B: np.ndarray, mesh) -> np.ndarray:
-  """This process's contiguous share of a global batch's row indices."""
-  per_process = mesh_lib.local_batch_size(len(rows_B), mesh)
-  start = jax.process_index() * per_process
-  return rows_B[start:start + per_process]
-
-
 def feature_batch(features: Features, rows_B: np.ndarray) -> dict[str, np.ndarray]:
   """Arrays of the given feature rows (-1: a padding row, weight 0)."""
   safe = np.maximum(rows_B, 0)
@@ -87,5 +80,5 @@ def finetune(model: nnx.Module, features: Features, settings: FinetuneSettings, 
       config=loop_lib.LoopConfig(total_steps=total_steps,
                                  checkpoint_every=settings.checkpoint_every,
                                  progress=settings.progress, desc="finetune"),
-      local_batch_fn=lambda step: feature_batch(features, local_rows(rows(step), mesh)))
+      local_batch_fn=lambda step: feature_batch(features, mesh_lib.local_rows(rows(step), mesh)))
   return trainable

@@ -78,3 +78,10 @@ def process_rows(num_rows: int) -> slice:
   count, index = jax.process_count(), jax.process_index()
   bounds = np.linspace(0, num_rows, count + 1).astype(int)
   return slice(int(bounds[index]), int(bounds[index + 1]))
+
+
+def local_rows(rows_B: np.ndarray, mesh: Mesh) -> np.ndarray:
+  """This process's contiguous share of a global batch's row indices."""
+  per_process = local_batch_size(len(rows_B), mesh)
+  start = jax.process_index() * per_process
+  return rows_B[start:start + per_process]
