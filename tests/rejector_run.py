@@ -5,7 +5,8 @@
 
 Trains a tiny rejector on seeded data for 24 steps (checkpoints every 8) and
 writes the final parameters to WORKDIR/params.npz. `--kill-at` SIGKILLs the
-process when batch STEP is requested (mid-run, possibly mid-save). With
+process when batch STEP is requested, once the step-8 checkpoint is final
+(the step-16 one may then be mid-save). With
 `--num-processes`, JAX's own `jax.distributed` runs it multi-process over loopback.
 """
 
@@ -13,6 +14,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 
 def main():
@@ -49,6 +51,9 @@ def main():
     class Killing(R.RejectorData):
       def rows(self, index_B):
         if next(calls) == args.kill_at:
+          # once the step-8 checkpoint is final (a later save may be in flight)
+          while not os.path.isdir(os.path.join(args.workdir, "checkpoints", "8")):
+            time.sleep(0.05)
           os.kill(os.getpid(), signal.SIGKILL)
         return rows(index_B)
 

@@ -63,7 +63,7 @@ class Trainable:
         return loss_fn(model, batch)
 
       (loss, metrics), grads = jax.value_and_grad(compute, has_aux=True)(state["params"])
-      grad_norm = optax.global_norm(grads)
+      grad_norm = optax.tree.norm(grads)
       finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
       params = optax.apply_updates(state["params"], updates)

@@ -1,0 +1,107 @@
+"""Rejector training: 8 devices vs 1, SIGKILL and resume, 2 processes, non-finite stop."""
+
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from l2d_jax.train import checkpoint as ckpt_lib
+from l2d_jax.train import loop as loop_lib
+from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train import rejector as R
+from l2d_jax.train.optim import OptimConfig
+
+import rejector_run
+
+SCRIPT = pathlib.Path(rejector_run.__file__)
+
+
+def _run(workdir, *args):
+  return subprocess.run([sys.executable, str(SCRIPT), str(workdir), *map(str, args)],
+                        capture_output=True, text=True, timeout=600)
+
+
+def _params(workdir):
+  with np.load(pathlib.Path(workdir) / "params.npz") as z:
+    return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("full")
+  result = _run(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return _params(workdir)
+
+
+def test_sigkilled_run_resumes_to_identical_parameters(tmp_path, uninterrupted):
+  killed = _run(tmp_path, "--kill-at", 17)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert not (tmp_path / "params.npz").exists()
+  assert ckpt_lib.Checkpointer(tmp_path / "checkpoints").latest_step() in (8, 16)
+  resumed = _run(tmp_path)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  got = _params(tmp_path)
+  assert got.keys() == uninterrupted.keys()
+  for name, want in uninterrupted.items():
+    np.testing.assert_array_equal(got[name], want, err_msg=name)  # bitwise
+
+
+def test_two_processes_over_loopback_match_one_process(tmp_path, uninterrupted):
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = [subprocess.Popen([sys.executable, str(SCRIPT), str(tmp_path), "--num-processes", "2",
+                             "--process-id", str(i), "--port", str(port), "--devices", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  for proc in procs:
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+  got = _params(tmp_path)
+  for name, want in uninterrupted.items():
+    np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def _train(tmp_path, num_devices, data, steps=6, **kwargs):
+  model = R.build_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16, num_heads=2,
+                           intermediate_size=32, max_seq_len=16, seed=1)
+  settings = R.RejectorSettings(steps=steps, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
+                                eval_every=3, checkpoint_every=3, progress=False)
+  spec = R.CostSpec(kwargs.get("loss", "1-f1"), (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
+  return R.train_rejector(model, data, spec, settings, workdir=tmp_path,
+                          mesh=mesh_lib.make_mesh(num_devices))
+
+
+def test_eight_devices_match_one_device(tmp_path):
+  data = rejector_run.toy_data()
+  one, _ = _train(tmp_path / "one", 1, data)
+  eight, last = _train(tmp_path / "eight", 8, data)
+  for a, b in zip(*(jax_leaves(t.state["params"]) for t in (one, eight))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert {"deferral_loss", "oracle_loss", "f1", "share_0"} <= last.keys()
+  assert (tmp_path / "eight" / "metrics.jsonl").exists()
+  assert list((tmp_path / "eight" / "tensorboard").iterdir())
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  data = rejector_run.toy_data()
+  nll = data.scores["span_nll"].copy()
+  nll[:, 1] = np.nan  # every batch after the first checkpoint sees NaN costs
+  poisoned = R.RejectorData(data.inputs, {**data.scores, "span_nll": nll}, data.example_ids)
+  first = _train(tmp_path, 8, data, steps=3, loss="span_nll")[0]
+  with pytest.raises(loop_lib.NonFiniteLossError, match="non-finite loss .* step 4"):
+    _train(tmp_path, 8, poisoned, steps=6, loss="span_nll")
+  checkpointer = ckpt_lib.Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.all_steps() == [3]
+  restored, _ = checkpointer.restore(3, ckpt_lib.abstract_like(first.state))
+  for a, b in zip(jax_leaves(restored["params"]), jax_leaves(first.state["params"])):
+    np.testing.assert_array_equal(a, b)
+
+
+def jax_leaves(tree):
+  import jax  # pylint: disable=import-outside-toplevel
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
