@@ -1,0 +1,193 @@
+"""Hyperparameter sweeps at the speed JAX allows: a frozen encoder and vmapped heads.
+
+In frozen-encoder mode the rejector's encoder (and pooler) runs once over every
+question; only the (J+1)-way linear head is trained. K configurations (beta
+scale, alpha, learning rate, u, seed) then train together: one `jax.vmap` over
+the configurations inside one `lax.scan` over steps, compiled once. Each
+configuration keeps its own head, optimizer state, mini-batch order and
+result.
+"""
+
+import csv
+import dataclasses
+import itertools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from l2d_jax.defer import costs as costs_lib
+from l2d_jax.defer import surrogate
+from l2d_jax.models.heads import SequenceClassifier
+from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train.rejector import INPUTS, CostSpec, RejectorData, allocation_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+  """One configuration: costs `alpha * loss + beta_scale * fee`, learning rate, u, seed."""
+  beta_scale: float = 1.0
+  alpha: float = 1.0
+  learning_rate: float = 1e-2
+  u: float = 1.0
+  seed: int = 0
+
+  @property
+  def key(self) -> str:
+    """A stable name of the configuration (results rows are keyed by it)."""
+    return (f"beta={self.beta_scale:g},alpha={self.alpha:g},lr={self.learning_rate:g},"
+            f"u={self.u:g},seed={self.seed}")
+
+
+def grid(**axes) -> list[SweepPoint]:
+  """The cartesian product of the given axes (names of SweepPoint fields -> values)."""
+  names = list(axes)
+  unknown = set(names) - {f.name for f in dataclasses.fields(SweepPoint)}
+  if unknown:
+    raise ValueError(f"unknown sweep axes {sorted(unknown)}; "
+                     f"expected {[f.name for f in dataclasses.fields(SweepPoint)]}")
+  return [SweepPoint(**dict(zip(names, values)))
+          for values in itertools.product(*(axes[n] for n in names))]
+
+
+def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *, mesh=None,
+                    batch_size: int = 64) -> np.ndarray:
+  """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode)."""
+  mesh = mesh or mesh_lib.make_mesh()
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  graphdef, state = nnx.split(model)
+
+  def forward(state, batch):
+    model = nnx.merge(graphdef, state, copy=True)
+    model.eval()
+    hidden_BxLxH = model.encoder(*(batch[k] for k in INPUTS))
+    return model.pooler(hidden_BxLxH[:, 0])
+
+  step = jax.jit(forward, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)),
+                 out_shardings=mesh_lib.replicated(mesh))
+  state = mesh_lib.replicate(mesh, state)
+  num_rows = len(inputs["input_ids"])
+  out = []
+  for lo in range(0, num_rows, batch_size):
+    rows = np.arange(lo, min(lo + batch_size, num_rows))
+    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+    local = mesh_lib.local_rows(padded, mesh)
+    out.append(np.asarray(step(state, mesh_lib.shard_batch(
+        mesh, {k: v[local] for k, v in inputs.items()})))[:len(rows)])
+  return np.concatenate(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadTraining:
+  steps: int = 300
+  batch_size: int = 256
+  weight_decay: float = 0.0
+
+
+def train_heads(pooled_ExH: np.ndarray, scores: dict[str, np.ndarray], fees_J: np.ndarray,
+                loss: str, points: list[SweepPoint], settings: HeadTraining
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Trains one linear head per point, all at once; returns kernels `[K, H, J]`, biases `[K, J]`."""
+  pooled_ExH = jnp.asarray(pooled_ExH, jnp.float32)
+  loss_ExJ = costs_lib.select_loss(loss, em_ExJ=scores["em"], f1_ExJ=scores["f1"],
+                                   span_nll_ExJ=scores["span_nll"])
+  fees_J = jnp.asarray(fees_J, jnp.float32)
+  num_examples, hidden = pooled_ExH.shape
+  num_agents = loss_ExJ.shape[1]
+  batch = min(settings.batch_size, num_examples)
+  tx = optax.inject_hyperparams(optax.adamw)(learning_rate=1.0, weight_decay=settings.weight_decay)
+  hp = {name: jnp.asarray([getattr(p, name) for p in points], jnp.float32)
+        for name in ("beta_scale", "alpha", "learning_rate", "u")}
+  seeds = jnp.asarray([p.seed for p in points], jnp.uint32)
+
+  def train_one(beta_scale, alpha, learning_rate, u, seed):
+    key = jax.random.key(seed)
+    params = {"kernel": 0.02 * jax.random.normal(key, (hidden, num_agents)),
+              "bias": jnp.zeros(num_agents)}
+    opt_state = tx.init(params)
+    opt_state.hyperparams["learning_rate"] = learning_rate
+    costs_ExJ = alpha * loss_ExJ + beta_scale * fees_J
+
+    def step(carry, t):
+      params, opt_state = carry
+      rows = jax.random.choice(jax.random.fold_in(key, t), num_examples, (batch,), replace=False)
+
+      def objective(params):
+        logits_BxJ = pooled_ExH[rows] @ params["kernel"] + params["bias"]
+        return surrogate.mean_comp_sum_loss(logits_BxJ, costs_ExJ[rows], u)
+
+      value, grads = jax.value_and_grad(objective)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, _), _ = jax.lax.scan(step, (params, opt_state), jnp.arange(settings.steps))
+    return params["kernel"], params["bias"]
+
+  kernels, biases = jax.jit(jax.vmap(train_one))(hp["beta_scale"], hp["alpha"],
+                                                 hp["learning_rate"], hp["u"], seeds)
+  return np.asarray(kernels), np.asarray(biases)
+
+
+def evaluate_heads(pooled_ExH: np.ndarray, data: RejectorData, fees_J: np.ndarray, loss: str,
+                   points: list[SweepPoint], kernels: np.ndarray, biases: np.ndarray) -> list[dict]:
+  """One results row per point: the allocation metrics of its head on `data`."""
+  rows = []
+  for point, kernel, bias in zip(points, kernels, biases):
+    num_agents = kernel.shape[1]
+    spec = CostSpec(loss, (point.alpha,) * num_agents,
+                    tuple(float(point.beta_scale * f) for f in fees_J))
+    logits_ExJ = pooled_ExH @ kernel + bias
+    rows.append({"key": point.key, **dataclasses.asdict(point),
+                 **allocation_metrics(logits_ExJ, data, spec)})
+  return rows
+
+
+def write_results(rows: list[dict], out_dir: str | pathlib.Path) -> None:
+  """Appends rows to `results.csv` and rewrites `results.md` from the whole CSV."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  all_rows = read_results(out_dir) + rows
+  if not all_rows:
+    return
+  columns = list(dict.fromkeys(k for row in all_rows for k in row))
+  tmp = out_dir / ".results.csv.tmp"
+  with open(tmp, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(all_rows)
+  tmp.replace(out_dir / "results.csv")
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  for row in all_rows:
+    lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+  (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_results(out_dir: str | pathlib.Path) -> list[dict]:
+  """Rows already in `results.csv` (numbers parsed), or [] when there is none."""
+  path = pathlib.Path(out_dir) / "results.csv"
+  if not path.exists():
+    return []
+  with open(path, newline="", encoding="utf-8") as f:
+    return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def pending(points: list[SweepPoint], out_dir: str | pathlib.Path) -> list[SweepPoint]:
+  """The points whose results are not in `out_dir` yet (a rerun skips finished ones)."""
+  done = {row["key"] for row in read_results(out_dir)}
+  return [p for p in points if p.key not in done]
+
+
+def _parse(value: str):
+  for kind in (int, float):
+    try:
+      return kind(value)
+    except ValueError:
+      pass
+  return value
+
+
+def _fmt(value) -> str:
+  return f"{value:.4f}" if isinstance(value, float) else str(value)
