@@ -30,8 +30,7 @@ class DataConfig:
   tfds_manual_dir: str = ""
   max_evidence_chars: int = 4000  # TriviaQA evidence truncation
   synthetic_seed: int = 0
-  synthetic_articles: int = 120
-  synthetic_questions_per_article: int = 12
+  synthetic_articles: int = 96
   max_examples: int = 0           # 0 = all; >0 keeps the first N of each split (smoke runs)
 
 

@@ -1,0 +1,186 @@
+"""An experiment end to end: data, agents, rejector, evaluation, export.
+
+    splits (data.sources) -> agent pool (agents.pool: fine-tune, precompute)
+      -> rejector (train.rejector, on rejector_train; validation carved from it)
+      -> accuracy-cost curve (heads over the trained rejector's pooled features,
+         one per beta scale, trained together by train.sweep)
+      -> report (evaluate) on test -> export (export.*)
+
+Every stage writes under `workdir` and is skipped or resumed when its output is
+there, so `l2d-jax run` (and `l2d-jax demo`) can be rerun after an interruption.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import pathlib
+import time
+
+import numpy as np
+
+from l2d_jax import config as config_lib
+from l2d_jax.agents.pool import Pool, prepare_pool
+from l2d_jax.data.sources import Splits, load_splits
+from l2d_jax.data.tokenizer import load_tokenizer
+from l2d_jax.models.hub import resolve_model_dir
+from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train import rejector as rejector_lib
+from l2d_jax.train import sweep as sweep_lib
+
+STAGES = ("data", "agents", "rejector", "report", "export")
+VALIDATION_SHARE = 0.1
+
+
+@dataclasses.dataclass
+class RejectorStage:
+  """The trained rejector and the data it was trained and is evaluated on."""
+  model: object
+  tokenizer: object
+  spec: rejector_lib.CostSpec
+  train: rejector_lib.RejectorData
+  test: rejector_lib.RejectorData
+  train_metrics: dict
+
+
+def rejector_tokenizer(config: config_lib.ExperimentConfig, splits: Splits):
+  """The rejector's tokenizer: configured, else its backbone's, else the first model agent's."""
+  rejector = config.rejector
+  if rejector.tokenizer:
+    return load_tokenizer(rejector.tokenizer)
+  if rejector.backbone != "scratch":
+    return load_tokenizer(resolve_model_dir(rejector.backbone))
+  first = next(a for a in config.agents if a.kind == "model")
+  if first.tokenizer:
+    return load_tokenizer(first.tokenizer)
+  return load_tokenizer(splits.tokenizer_dir if first.model == "scratch"
+                        else resolve_model_dir(first.model))
+
+
+def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
+              beta_scale: float | None = None) -> rejector_lib.CostSpec:
+  alpha = config.costs.alpha or (1.0,) * len(pool.names)
+  if len(alpha) != len(pool.names):
+    raise ValueError(f"costs.alpha has {len(alpha)} values for {len(pool.names)} agents")
+  scale = config.costs.beta_scale if beta_scale is None else beta_scale
+  return rejector_lib.CostSpec(config.costs.loss, tuple(float(a) for a in alpha),
+                               tuple(float(scale * f) for f in pool.fees_J))
+
+
+def rejector_data(pool: Pool, tokenizer, max_seq_len: int) -> rejector_lib.RejectorData:
+  """Every evaluation question as rejector input, with all agents' stored scores."""
+  store = pool.store()
+  scores = {name: store.example_table(f"{name}_E") for name in rejector_lib.STORE_FIELDS}
+  inputs = rejector_lib.rejector_inputs(pool.examples, tokenizer, max_seq_len)
+  return rejector_lib.RejectorData(inputs, scores, [e.id for e in pool.examples])
+
+
+def validation_rows(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+  """rejector_train rows split into (train, validation) by a hash of the article title."""
+  titles = [e.title for e in pool.examples[:pool.num_rejector_train]]
+  held = np.array([hashlib.sha256(t.encode()).digest()[0] < 256 * VALIDATION_SHARE
+                   for t in titles], bool)
+  if held.all() or not held.any():  # too few articles to hold some out: validate on train
+    return np.arange(len(titles)), np.arange(len(titles))
+  return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits,
+                         workdir: pathlib.Path, mesh) -> RejectorStage:
+  r, t = config.rejector, config.train
+  tokenizer = rejector_tokenizer(config, splits)
+  data = rejector_data(pool, tokenizer, r.max_seq_len)
+  spec = cost_spec(config, pool)
+  if not all(np.isfinite(spec.costs(data.scores)).all(axis=0)):
+    raise ValueError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
+                     "(span_nll needs logits: predictions-file and human agents have none)")
+  train_rows, val_rows = validation_rows(pool)
+  test = data.select(np.arange(pool.num_rejector_train, len(pool.examples)))
+  model = rejector_lib.build_rejector(
+      r.backbone, len(pool.names), vocab_size=len(tokenizer), num_layers=r.num_layers,
+      hidden_size=r.hidden_size, num_heads=r.num_heads, intermediate_size=r.intermediate_size,
+      max_seq_len=r.max_seq_len, compute_dtype=t.compute_dtype, seed=t.seed)
+  train = data.select(train_rows)
+  if r.frozen_encoder:
+    metrics = _train_frozen(model, train, pool, spec, config, mesh)
+  else:
+    settings = rejector_lib.RejectorSettings(
+        steps=t.steps, batch_size=t.batch_size, optim=t.optim, u=t.u, seed=t.seed,
+        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints)
+    trainable, metrics = rejector_lib.train_rejector(
+        model, train, spec, settings, workdir=workdir / "rejector",
+        validation=data.select(val_rows), mesh=mesh)
+    model = trainable.model()
+  return RejectorStage(model, tokenizer, spec, data.select(np.arange(pool.num_rejector_train)),
+                       test, metrics)
+
+
+def _train_frozen(model, train: rejector_lib.RejectorData, pool: Pool, spec, config, mesh) -> dict:
+  """Frozen-encoder mode: pooled features once, then only the linear head is trained."""
+  pooled = sweep_lib.pooled_features(model, train.inputs, mesh=mesh)
+  point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
+                               learning_rate=config.train.optim.learning_rate, u=config.train.u,
+                               seed=config.train.seed)
+  kernels, biases = sweep_lib.train_heads(
+      pooled, train.scores, pool.fees_J, config.costs.loss, [point],
+      sweep_lib.HeadTraining(steps=config.train.steps, batch_size=config.train.batch_size))
+  model.classifier.kernel.value = kernels[0]
+  model.classifier.bias.value = biases[0]
+  return rejector_lib.allocation_metrics(pooled @ kernels[0] + biases[0], train, spec)
+
+
+def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentConfig,
+               mesh) -> list[tuple[float, np.ndarray]]:
+  """(beta scale, test allocation) per configured scale: heads on the trained encoder's features.
+
+  Retraining the whole rejector per beta scale would multiply the cost of the
+  curve by its length; instead the trained rejector's encoder is frozen and one
+  linear head per scale is trained on rejector_train (all scales in one vmapped
+  program), then applied to test.
+  """
+  pooled_train = sweep_lib.pooled_features(stage.model, stage.train.inputs, mesh=mesh)
+  pooled_test = sweep_lib.pooled_features(stage.model, stage.test.inputs, mesh=mesh)
+  points = [sweep_lib.SweepPoint(beta_scale=b, learning_rate=1e-2, u=config.train.u,
+                                 seed=config.train.seed) for b in config.eval.beta_scales]
+  kernels, biases = sweep_lib.train_heads(
+      pooled_train, stage.train.scores, pool.fees_J, config.costs.loss, points,
+      sweep_lib.HeadTraining(steps=300, batch_size=256))
+  return [(p.beta_scale, np.argmax(pooled_test @ k + b, axis=1))
+          for p, k, b in zip(points, kernels, biases)]
+
+
+def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
+  """Runs the stages up to `until`; returns where the outputs are."""
+  if until not in STAGES:
+    raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
+  workdir = pathlib.Path(config.workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(config), indent=1))
+  mesh = mesh_lib.make_mesh(config.train.num_devices or None)
+  timings, outputs = {}, {"workdir": str(workdir)}
+  start = time.perf_counter()
+  splits = load_splits(config.data, workdir)
+  logging.info("splits: %s", splits.counts())
+  timings["data"] = time.perf_counter() - start
+  if until == "data":
+    return outputs
+  pool = prepare_pool(config, splits, workdir, mesh)
+  timings["agents"] = time.perf_counter() - start - sum(timings.values())
+  outputs["store"] = str(pool.store_dir)
+  if until == "agents":
+    return outputs
+  stage = train_rejector_stage(config, pool, splits, workdir, mesh)
+  timings["rejector"] = time.perf_counter() - start - sum(timings.values())
+  if until == "rejector":
+    return outputs
+  from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
+  outputs.update(report_stage.write_report(config, pool, splits, stage, beta_curve(
+      stage, pool, config, mesh), workdir / "report", timings))
+  timings["report"] = time.perf_counter() - start - sum(timings.values())
+  if until == "report":
+    return outputs
+  outputs.update(report_stage.export(config, pool, stage, workdir / "export"))
+  timings["export"] = time.perf_counter() - start - sum(timings.values())
+  outputs["timings"] = timings
+  return outputs
