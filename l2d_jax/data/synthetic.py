@@ -1,0 +1,276 @@
+"""Seeded synthetic extractive QA in SQuAD JSON, with difficulty levels that need depth.
+
+The demo and the tests need QA data that downloads nothing and on which small
+models of different depth are right on different, predictable questions (else
+there is nothing for a rejector to route). Each article is a small world: a cast
+of invented people, each with a home town, a job, an object, a pet and a mentor
+(who is another cast member). Each paragraph states some of these facts, one
+short sentence each, and asks questions of one difficulty level:
+
+- level 0: every relation is stated once, so the answer is the only word of the
+  asked type ("Where does Baran live?" with one town in the context); matching
+  the question's relation is enough (a 1-layer model);
+- level 1: the asked relation is stated for several people, so the answer is
+  the value next to the question's entity (entity and relation matching);
+- level 2: a hop through a mentor fact ("Where does the mentor of Baran live?"
+  with "The mentor of Baran is Kedel. Kedel lives in Ashholt.", the homes of
+  Baran, of another pupil and of that pupil's mentor as distractors).
+
+The level is stored in each qa record under `"difficulty"` (SQuAD readers
+ignore unknown keys) and read back by `difficulty_by_id`. With version "2.0", a
+share of the questions asks about someone the paragraph says nothing of
+(`is_impossible`, no answers). Articles are split article-disjointly into
+expert_train / rejector_train / test by the same rule as the shared SQuAD
+splits.json, and `write_dataset` writes such a splits file beside the data.
+"""
+
+import dataclasses
+import json
+import pathlib
+import random
+from typing import Any, NamedTuple
+
+# The fixed vocabulary: the same for every seed, so that data drawn with
+# different seeds shares one tokenizer.
+PERSONS = tuple(a + b for a in ("Ba", "Ke", "Lo", "Mi", "Ru", "Sa", "To", "Vi")
+                for b in ("ran", "del", "mis", "tor", "vy", "zan"))
+TOWNS = tuple(a + b for a in ("Ash", "Brin", "Cor", "Dun", "Fal", "Gral")
+              for b in ("holt", "mere", "wick", "stead", "ford"))
+JOBS = ("baker", "miller", "potter", "weaver", "smith", "tailor", "farmer", "sailor",
+        "cooper", "carpenter", "mason", "healer", "hunter", "fisher", "painter", "singer")
+OBJECTS = tuple(f"{color} {thing}"
+                for color in ("red", "blue", "green", "black", "white", "golden", "silver", "brown")
+                for thing in ("drum", "lamp", "kettle", "harp", "cart", "boat", "flute", "shield"))
+PETS = ("goat", "heron", "ferret", "parrot", "tortoise", "hound", "falcon", "lizard",
+        "rabbit", "crow", "mule", "swan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Relation:
+  """A person's attribute: how a paragraph states it and how a question asks for it."""
+  name: str
+  fact: str  # with {person} and {value}
+  question: str  # with {subject}: a name or "the mentor of <name>"
+  values: tuple[str, ...]
+
+
+# Every fact puts its value three words after its person, and the mentor fact its
+# mentor three words after the pupil: the binding is positional, the same for all.
+RELATIONS = (
+    Relation("town", "{person} lives in {value}.", "Where does {subject} live?", TOWNS),
+    Relation("job", "{person} is a {value}.", "What job does {subject} have?", JOBS),
+    Relation("object", "{person} owns a {value}.", "What does {subject} own?", OBJECTS),
+    Relation("pet", "{person} keeps a {value}.", "Which animal does {subject} keep?", PETS),
+)
+MENTOR_FACT = "{pupil} learns from {mentor}."
+MENTOR_SUBJECT = "the teacher of {pupil}"
+LEVELS = (0, 1, 2)
+SPLIT_DOC = (
+    "Article-disjoint splits: experts are fine-tuned on expert_train, the rejector is "
+    "trained on rejector_train (where expert outputs are honest, unseen-data outputs), and "
+    "everything is reported on test. Article i of the file (in file order) goes to "
+    "expert_train if i % 4 in (0, 1), rejector_train if i % 4 == 2, test if i % 4 == 3.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+  """What to generate; the same config always gives the same dataset.
+
+  `level_mix` weighs levels 0, 1, 2; paragraphs (and so questions) are split
+  between levels in exactly these proportions, up to rounding. With
+  `version="2.0"`, each question is unanswerable with probability
+  `unanswerable_rate`.
+  """
+  seed: int = 0
+  n_articles: int = 64
+  paragraphs_per_article: int = 4
+  questions_per_paragraph: int = 2
+  level_mix: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
+  version: str = "1.1"
+  unanswerable_rate: float = 0.25
+  cast_size: int = 8
+
+  def __post_init__(self):
+    if self.version not in ("1.1", "2.0"):
+      raise ValueError(f"version must be '1.1' or '2.0', got {self.version!r}")
+    if len(self.level_mix) != len(LEVELS) or min(self.level_mix) < 0 or sum(self.level_mix) <= 0:
+      raise ValueError(f"level_mix needs {len(LEVELS)} non-negative weights, got {self.level_mix}")
+    if not 1 <= self.questions_per_paragraph <= len(RELATIONS):
+      raise ValueError(f"questions_per_paragraph must be in 1..{len(RELATIONS)}")
+    if not 6 <= self.cast_size <= min(len(PETS), len(JOBS), len(TOWNS)):
+      raise ValueError(f"cast_size must be in 6..{min(len(PETS), len(JOBS), len(TOWNS))}")
+    if not 0.0 <= self.unanswerable_rate <= 1.0:
+      raise ValueError(f"unanswerable_rate must be in [0, 1], got {self.unanswerable_rate}")
+
+  @property
+  def file_name(self) -> str:
+    """The data file's name, also its key in the splits file."""
+    return f"synthetic-v{self.version}.json"
+
+
+class DatasetPaths(NamedTuple):
+  """Where `write_dataset` put the SQuAD JSON file and its splits file."""
+  data: pathlib.Path
+  splits: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class _Question:
+  """One question before rendering: its text, answer (None if unanswerable) and level."""
+  text: str
+  answer: tuple[str, str] | None  # (person, relation name) whose value answers it
+  level: int
+
+
+class _World:
+  """One article's cast: each person's value for every relation, and a mentor cycle."""
+
+  def __init__(self, rng: random.Random, cast_size: int):
+    self.cast = rng.sample(PERSONS, cast_size)
+    self.values = {r.name: dict(zip(self.cast, rng.sample(r.values, cast_size))) for r in RELATIONS}
+    # A single cycle: the mentor of cast[i] is cast[i + 1].
+    self.mentor = {p: self.cast[(i + 1) % cast_size] for i, p in enumerate(self.cast)}
+
+  def fact(self, person: str, relation: Relation) -> str:
+    return relation.fact.format(person=person, value=self.values[relation.name][person])
+
+
+def _level_quota(mix: tuple[float, ...], n: int) -> list[int]:
+  """Level of each of `n` paragraphs, in exact `mix` proportions (largest remainder), unshuffled."""
+  total = sum(mix)
+  exact = [w / total * n for w in mix]
+  counts = [int(x) for x in exact]
+  by_remainder = sorted(range(len(mix)), key=lambda i: (counts[i] - exact[i], i))
+  for i in by_remainder[:n - sum(counts)]:
+    counts[i] += 1
+  return [level for level, count in zip(LEVELS, counts) for _ in range(count)]
+
+
+def _paragraph(rng: random.Random, world: _World, level: int, n_questions: int,
+               unanswerable_rate: float) -> tuple[list[str], list[_Question]]:
+  """The sentences and questions of one paragraph of the given level."""
+  absent = lambda present: rng.choice([p for p in world.cast if p not in present])
+  ask = lambda relation, subject: relation.question.format(subject=subject)
+  questions = []
+  if level == 0:
+    # Each relation once, each about a different person: the answer type is unique.
+    relations = rng.sample(RELATIONS, max(3, n_questions))
+    people = rng.sample(world.cast, len(relations))
+    sentences = [world.fact(p, r) for p, r in zip(people, relations)]
+    for p, r in zip(people[:n_questions], relations[:n_questions]):
+      if rng.random() < unanswerable_rate:
+        questions.append(_Question(ask(r, absent(people)), None, level))
+      else:
+        questions.append(_Question(ask(r, p), (p, r.name), level))
+  elif level == 1:
+    # The asked relations hold for every person of the paragraph.
+    relations = rng.sample(RELATIONS, 1 if n_questions <= 2 else 2)
+    people = rng.sample(world.cast, rng.choice((3, 4)))
+    sentences = [world.fact(p, r) for p in people for r in relations]
+    pairs = rng.sample([(p, r) for p in people for r in relations], n_questions)
+    for p, r in pairs:
+      if rng.random() < unanswerable_rate:
+        questions.append(_Question(ask(r, absent(people)), None, level))
+      else:
+        questions.append(_Question(ask(r, p), (p, r.name), level))
+  else:
+    # Two pupils and their mentors, all four with the asked relations.
+    i, j = _two_apart(rng, len(world.cast))
+    pupils = [world.cast[i], world.cast[j]]
+    people = pupils + [world.mentor[p] for p in pupils]
+    relations = rng.sample(RELATIONS, (n_questions + 1) // 2)
+    sentences = [MENTOR_FACT.format(pupil=p, mentor=world.mentor[p]) for p in pupils]
+    sentences += [world.fact(p, r) for p in people for r in relations]
+    pairs = rng.sample([(p, r) for p in pupils for r in relations], n_questions)
+    for pupil, r in pairs:
+      if rng.random() < unanswerable_rate:
+        # A mentor the paragraph does not name: one of the mentors themselves.
+        subject = rng.choice(people[2:])
+        questions.append(_Question(ask(r, MENTOR_SUBJECT.format(pupil=subject)), None, level))
+      else:
+        questions.append(_Question(ask(r, MENTOR_SUBJECT.format(pupil=pupil)),
+                                   (world.mentor[pupil], r.name), level))
+  rng.shuffle(sentences)
+  return sentences, questions
+
+
+def _two_apart(rng: random.Random, n: int) -> tuple[int, int]:
+  """Two cycle positions whose pupil/mentor pairs (i, i+1), (j, j+1) are four people."""
+  i = rng.randrange(n)
+  j = rng.choice([k for k in range(n) if (k - i) % n not in (n - 1, 0, 1)])
+  return i, j
+
+
+def _render(qid_prefix: str, world: _World, sentences: list[str],
+            questions: list[_Question], version: str) -> dict[str, Any]:
+  """A SQuAD paragraph dict; answer offsets come from where each fact sentence was placed."""
+  context, sentence_start = "", {}
+  for sentence in sentences:
+    context += (" " if context else "")
+    sentence_start[sentence] = len(context)
+    context += sentence
+  qas = []
+  for k, q in enumerate(questions):
+    qa: dict[str, Any] = {"id": f"{qid_prefix}-q{k}", "question": q.text, "answers": []}
+    if q.answer is not None:
+      person, name = q.answer
+      relation = next(r for r in RELATIONS if r.name == name)
+      sentence = world.fact(person, relation)
+      value = world.values[name][person]
+      start = sentence_start[sentence] + sentence.rindex(value)
+      qa["answers"] = [{"text": value, "answer_start": start}]
+    if version == "2.0":
+      qa["is_impossible"] = q.answer is None
+    qa["difficulty"] = q.level
+    qas.append(qa)
+  return {"context": context, "qas": qas}
+
+
+def generate(config: SyntheticConfig) -> dict[str, Any]:
+  """The dataset as a SQuAD JSON dict (`version`, `data` of titled articles)."""
+  rng = random.Random(config.seed)
+  n_paragraphs = config.n_articles * config.paragraphs_per_article
+  levels = _level_quota(config.level_mix, n_paragraphs)
+  rng.shuffle(levels)
+  unanswerable_rate = config.unanswerable_rate if config.version == "2.0" else 0.0
+  articles = []
+  for a in range(config.n_articles):
+    world = _World(rng, config.cast_size)
+    paragraphs = []
+    for p in range(config.paragraphs_per_article):
+      level = levels[a * config.paragraphs_per_article + p]
+      sentences, questions = _paragraph(rng, world, level, config.questions_per_paragraph,
+                                        unanswerable_rate)
+      paragraphs.append(_render(f"s{config.seed}-a{a:04d}-p{p}", world, sentences, questions,
+                                config.version))
+    articles.append({"title": f"synthetic_{a:04d}", "paragraphs": paragraphs})
+  return {"version": "v2.0" if config.version == "2.0" else "1.1", "data": articles}
+
+
+def difficulty_by_id(data: dict[str, Any]) -> dict[str, int]:
+  """Question id -> difficulty level, for a dict made by `generate`."""
+  return {qa["id"]: qa["difficulty"]
+          for article in data["data"] for paragraph in article["paragraphs"]
+          for qa in paragraph["qas"]}
+
+
+def article_splits(data: dict[str, Any]) -> dict[str, list[str]]:
+  """Article titles per split, by the rule in `SPLIT_DOC` (as the shared SQuAD splits)."""
+  splits = {"expert_train": [], "rejector_train": [], "test": []}
+  names = ("expert_train", "expert_train", "rejector_train", "test")
+  for i, article in enumerate(data["data"]):
+    splits[names[i % 4]].append(article["title"])
+  return splits
+
+
+def write_dataset(config: SyntheticConfig, out_dir: str | pathlib.Path) -> DatasetPaths:
+  """Writes `<out_dir>/synthetic-v<version>.json` and `<out_dir>/splits.json`."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  data = generate(config)
+  paths = DatasetPaths(out_dir / config.file_name, out_dir / "splits.json")
+  paths.data.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+  splits = {"_doc": SPLIT_DOC, "_config": dataclasses.asdict(config),
+            config.file_name: article_splits(data)}
+  paths.splits.write_text(json.dumps(splits, indent=1) + "\n", encoding="utf-8")
+  return paths
