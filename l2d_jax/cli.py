@@ -1,7 +1,8 @@
 """The `l2d-jax` command line.
 
 Each subcommand lives in the module that does its job; that module exposes
-`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when
+`add_arguments(parser, command)` and `run(args) -> int` (`args.command` names the
+subcommand, so one module can serve several). Modules are imported only when
 their subcommand runs, so `l2d-jax --help` stays fast and never imports JAX.
 """
 
@@ -10,7 +11,16 @@ import importlib
 import sys
 
 # name -> (module, one-line help)
+_EXPERIMENT = "l2d_jax.experiment_cli"
 _COMMANDS = {
+    "demo": (_EXPERIMENT, "The end-to-end demo on synthetic data (downloads nothing)."),
+    "run": (_EXPERIMENT, "Run an experiment end to end (every stage; reruns resume)."),
+    "prepare": (_EXPERIMENT, "Load and split an experiment's data."),
+    "precompute": (_EXPERIMENT, "Fine-tune the experts and precompute every agent's outputs."),
+    "train": (_EXPERIMENT, "Train the rejector (after precompute)."),
+    "evaluate": (_EXPERIMENT, "Evaluate against baselines: report.json/.md, tradeoff.png."),
+    "export": (_EXPERIMENT, "Export the trained rejector (HF safetensors, StableHLO router)."),
+    "sweep": (_EXPERIMENT, "Train many rejector heads at once (frozen encoder, vmapped grid)."),
     "score": ("l2d_jax.metrics.score_cli",
               "Score SQuAD predictions (official v1.1/v2.0 semantics) or human performance."),
 }
@@ -34,5 +44,5 @@ def build_parser_for(argv: list[str]) -> argparse.ArgumentParser:
     sub_parser = sub.add_parser(name, help=help_text, description=help_text)
     sub_parser.set_defaults(_module=module)
     if name == chosen:
-      importlib.import_module(module).add_arguments(sub_parser)
+      importlib.import_module(module).add_arguments(sub_parser, name)
   return parser

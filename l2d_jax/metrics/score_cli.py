@@ -16,7 +16,7 @@ from l2d_jax.data.example import DataError
 from l2d_jax.metrics import squad as squad_metrics
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, command: str = "score") -> None:
   """Adds the options of `l2d-jax score`."""
   parser.add_argument("--data", required=True,
                       help="SQuAD v1.1 or v2.0 JSON file; its version picks the metric.")
