@@ -107,6 +107,8 @@ def train(trainable: Trainable, step_fn, *, workdir: str | pathlib.Path,
                           force=True)
     if pending_check is not None:
       _check_finite(*pending_check)
+    if start >= config.total_steps and eval_fn is not None:  # resumed a finished run
+      last_eval = logger.write(start, "eval", eval_fn(trainable))
   finally:
     logger.close()
     checkpointer.close()

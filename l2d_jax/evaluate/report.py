@@ -1,0 +1,180 @@
+"""The evaluation report: each agent alone, the rejector, the baselines, the accuracy–cost curves.
+
+`build_report` gathers, on one test split, the rows of `baselines` and the
+curve summaries of `curve` into one JSON-ready dict with the top-level keys
+`metadata`, `agents`, `rejector`, `baselines` (random, cascade, oracle) and
+`curve` (rejector, cascade, random). `markdown` renders the same tables and
+`write_report` writes `report.json` and `report.md`, each atomically.
+
+Conventions: EM and F1 are fractions in [0, 1]; `fee` is the mean consultation
+fee per question in cost units (`fee_j` before the beta scale); `flops` the
+mean FLOPs per question; `deferral_loss` the mean cost `alpha_j * loss_j +
+beta_scale * fee_j` of the chosen agent, always at the configured beta scale
+(also for the curve's points trained at other scales), so that rows compare.
+Agent 0 is the main model; the best agent is the one with the highest F1.
+"""
+
+import json
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from l2d_jax.agents.store import atomic_write_bytes
+from l2d_jax.evaluate import baselines
+from l2d_jax.evaluate import curve as curve_lib
+
+_METRIC_HEADERS = {"em": "EM", "f1": "F1", "fee": "fee", "flops": "FLOPs/question",
+                   "deferral_loss": "deferral loss"}
+
+
+def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc_E: np.ndarray,
+                 sweep: Sequence[tuple[float, np.ndarray]], *, cascade_expert: int | None = None,
+                 cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
+                 metadata: dict | None = None) -> dict:
+  """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
+
+  Args:
+    table: the agents' test scores and costs at the configured beta scale.
+    conf_E: the main model's confidence per question (best-span probability).
+    rejector_alloc_E: the rejector's allocation at the configured beta scale.
+    sweep: (beta scale, allocation) pairs of rejectors trained at other fee
+      scales: the points of the rejector's accuracy–cost curve.
+    cascade_expert: the agent the cascade defers to (default: the cheapest
+      expert, `baselines.default_expert`).
+    cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
+    random_seeds: seeds of sampled random allocations, summarised beside the
+      exact expectation the report compares with.
+    metadata: extra entries for `metadata` (data, config, fingerprints...).
+  """
+  if not sweep:
+    raise ValueError("the accuracy–cost curve needs at least one (beta scale, allocation) pair")
+  agents = baselines.agent_rows(table)
+  best = max(range(table.num_agents), key=lambda j: (agents[j]["f1"], -j))
+  max_fee = float(table.fee_J.max())
+  ends = {"max_cost": max_fee, "f1_main": agents[0]["f1"], "f1_best": agents[best]["f1"],
+          "best_cost": agents[best]["fee"]}
+
+  rejector = {"beta_scale": table.beta_scale,
+              **baselines.allocation_row(rejector_alloc_E, table)}
+  expert = baselines.default_expert(table) if cascade_expert is None else cascade_expert
+  sweep_rows = [{"beta_scale": float(scale), **baselines.allocation_row(alloc_E, table)}
+                for scale, alloc_E in sweep]
+  cascade = curve_lib.summarize(
+      baselines.cascade(conf_E, table, cascade_thresholds, expert), **ends)
+  random_rows = [{"beta_scale": row["beta_scale"],
+                  **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
+  cascade_at = curve_lib.row_at_cost(curve_lib.front_rows(cascade), rejector["fee"])
+
+  return {
+      "metadata": {
+          "num_questions": table.num_questions,
+          "agents": list(table.names),
+          "main_agent": table.names[0],
+          "best_agent": table.names[best],
+          "beta_scale": table.beta_scale,
+          "alpha": table.alpha_J.tolist(),
+          "fee": table.fee_J.tolist(),
+          "flops": table.flops_J.tolist(),
+          "cost_axis": "mean fee per question / the most expensive agent's fee "
+                       f"({max_fee:g} cost units)",
+          "random": "exact expectation of a random allocation with the rejector's shares",
+          "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
+                     f"otherwise {table.names[expert]}",
+          **(metadata or {}),
+      },
+      "agents": agents,
+      "rejector": rejector,
+      "baselines": {
+          "random": baselines.random_allocation(_shares(rejector), table, random_seeds),
+          "cascade": {"expert": table.names[expert], "at_rejector_cost": cascade_at},
+          "oracle": baselines.oracle(table),
+      },
+      "curve": {
+          "fee_scale": max_fee,
+          "rejector": curve_lib.summarize(sweep_rows, **ends),
+          "cascade": cascade,
+          "random": {"points": random_rows},
+      },
+  }
+
+
+def _shares(row: dict) -> np.ndarray:
+  return np.array(list(row["shares"].values()))
+
+
+def markdown(report: dict) -> str:
+  """The report's tables in markdown: agents, rejector against the baselines, curves, sweeps."""
+  meta = report["metadata"]
+  names = meta["agents"]
+  base = report["baselines"]
+  lines = [
+      "# Learning-to-defer evaluation", "",
+      f"{meta['num_questions']} test questions, {len(names)} agents (main: {meta['main_agent']}, "
+      f"best: {meta['best_agent']}). Costs `alpha * loss + beta_scale * fee` at beta scale "
+      f"{meta['beta_scale']:g}; `fee` is the mean consultation fee per question in cost units, "
+      "`deferral loss` the mean cost of the chosen agent; EM and F1 are fractions.", "",
+      "## Agents", "",
+      *_table(["agent"], [[row["agent"]] for row in report["agents"]], report["agents"]), "",
+      "## Rejector against the baselines", "",
+      f"Random: {meta['random']}. Cascade: {meta['cascade']}, the best threshold mixture at a fee "
+      "<= the rejector's (interpolated on its Pareto front).", "",
+  ]
+  cascade_at = base["cascade"]["at_rejector_cost"]
+  allocations = [("rejector", report["rejector"]), ("random (same shares)", base["random"]),
+                 ("cascade (best at fee ≤ rejector's)", cascade_at), ("oracle", base["oracle"])]
+  lines += _table(["allocation"], [[label] for label, _ in allocations],
+                  [row for _, row in allocations], names)
+  lines += ["", "## Accuracy–cost curves", "",
+            f"Cost axis: {meta['cost_axis']}. AUC: area under the Pareto front's F1 over the "
+            "normalised cost from 0 to 1, flat beyond its ends. Gap recovered at q of the best "
+            "agent's fee: (F1 - F1 main) / (F1 best - F1 main), F1 the best reachable at that "
+            "fee.", "",
+            "| curve | points | on front | AUC | gap recovered 25% | 50% | 75% |",
+            "|---|---|---|---|---|---|---|"]
+  for name in ("rejector", "cascade"):
+    summary = report["curve"][name]
+    gaps = [_fmt(g["recovered"]) for g in summary["gap_recovered"].values()]
+    lines.append(f"| {name} | {len(summary['points'])} | {len(summary['pareto_front'])} | "
+                 f"{_fmt(summary['auc'])} | " + " | ".join(gaps) + " |")
+  for name, key in (("rejector", "beta_scale"), ("cascade", "threshold")):
+    summary = report["curve"][name]
+    on_front = {p["index"] for p in summary["pareto_front"]}
+    lines += ["", f"## {name.capitalize()} curve points", ""]
+    lines += _table([key.replace("_", " "), "front"],
+                    [[f"{row[key]:.4g}", "*" if i in on_front else ""]
+                     for i, row in enumerate(summary["points"])], summary["points"], names)
+  return "\n".join(lines) + "\n"
+
+
+def _table(lead_headers: list[str], lead_cells: list[list[str]], rows: list[dict | None],
+           share_names: Sequence[str] = ()) -> list[str]:
+  """Markdown table lines: the lead columns, then the metrics and (optionally) the shares."""
+  headers = lead_headers + list(_METRIC_HEADERS.values()) + [f"share {n}" for n in share_names]
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for lead, row in zip(lead_cells, rows):
+    if row is None:
+      cells = ["–"] * (len(headers) - len(lead))
+    else:
+      cells = [_fmt(row[k], k) for k in _METRIC_HEADERS]
+      cells += [_fmt(row["shares"][n]) for n in share_names]
+    lines.append("| " + " | ".join(lead + cells) + " |")
+  return lines
+
+
+def _fmt(value, key: str = "") -> str:
+  if value is None:
+    return "–"
+  if key == "flops":
+    return f"{value:.3g}"
+  return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_report(report: dict, out_dir: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+  """Writes `report.json` and `report.md` into `out_dir` (each atomically); returns their paths."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+  atomic_write_bytes(json_path, (json.dumps(report, indent=1, allow_nan=False) + "\n").encode())
+  atomic_write_bytes(md_path, markdown(report).encode("utf-8"))
+  return json_path, md_path

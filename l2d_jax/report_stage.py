@@ -1,0 +1,76 @@
+"""The pipeline's last two stages: evaluate on test (report files) and export the rejector.
+
+Evaluation reads only the test rows of the agent store: each agent alone, the
+trained rejector's allocation, random allocation with the rejector's shares,
+the confidence cascade on the main model's best-span probability, the oracle,
+and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`).
+"""
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+
+from l2d_jax import config as config_lib
+from l2d_jax.agents.pool import Pool
+from l2d_jax.data.sources import Splits
+from l2d_jax.defer import costs as costs_lib
+from l2d_jax.defer import policy
+from l2d_jax.evaluate import baselines, plot, report as report_lib
+from l2d_jax.train import rejector as rejector_lib
+
+
+def test_table(config: config_lib.ExperimentConfig, pool: Pool,
+               test: rejector_lib.RejectorData) -> baselines.AgentTable:
+  loss_ExJ = np.asarray(costs_lib.select_loss(
+      config.costs.loss, em_ExJ=test.scores["em"], f1_ExJ=test.scores["f1"],
+      span_nll_ExJ=test.scores["span_nll"]))
+  return baselines.AgentTable(
+      names=pool.names, em_ExJ=test.scores["em"], f1_ExJ=test.scores["f1"], loss_ExJ=loss_ExJ,
+      fee_J=pool.fees_J, flops_J=pool.flops_J,
+      alpha_J=np.asarray(config.costs.alpha or (1.0,) * len(pool.names), np.float64),
+      beta_scale=config.costs.beta_scale)
+
+
+def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,
+                 curve: list[tuple[float, np.ndarray]], out_dir: pathlib.Path,
+                 timings: dict) -> dict:
+  """report.json, report.md and tradeoff.png in `out_dir`; returns their paths."""
+  test_rows = slice(pool.num_rejector_train, len(pool.examples))
+  conf_E = pool.store().example_table("prob_E", test_rows)[:, 0]
+  if not np.isfinite(conf_E).all():
+    raise ValueError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
+                     "the main model must be a model agent")
+  logits_ExJ = rejector_lib.predict_logits(stage.model, stage.test.inputs)
+  alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
+  metadata = {"experiment": config.name, "questions": splits.counts(),
+              "evaluated_on": "test", "num_test": len(alloc_E), "loss": config.costs.loss,
+              "beta_scale": config.costs.beta_scale, "fees": dict(zip(pool.names,
+                                                                      map(float, pool.fees_J))),
+              "flops_per_question": dict(zip(pool.names, map(float, pool.flops_J))),
+              "rejector_validation": stage.train_metrics,
+              "seconds": {k: round(v, 1) for k, v in timings.items()},
+              "config": config_lib.to_dict(config)}
+  report = report_lib.build_report(
+      test_table(config, pool, stage.test), conf_E, alloc_E, curve,
+      random_seeds=tuple(range(config.eval.random_seeds)), metadata=metadata)
+  json_path, md_path = report_lib.write_report(report, out_dir)
+  png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")
+  return {"report_json": str(json_path), "report_md": str(md_path), "tradeoff_png": str(png_path)}
+
+
+def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: pathlib.Path) -> dict:
+  """The export directory: HF BERT weights + tokenizer, StableHLO router, agents.json."""
+  from l2d_jax.export import route  # pylint: disable=import-outside-toplevel
+  agents_meta = {"names": pool.names, "fees": [float(f) for f in pool.fees_J],
+                 "flops_per_question": [float(f) for f in pool.flops_J],
+                 "loss": config.costs.loss, "alpha": list(stage.spec.alpha_J),
+                 "beta_scale": config.costs.beta_scale}
+  route.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
+                        agents_meta=agents_meta, max_seq_len=config.rejector.max_seq_len)
+  (out_dir / "README.txt").write_text(
+      "Trained l2d_jax rejector. Route questions with:\n"
+      f"  l2d-jax route --export {out_dir} --data QUESTIONS.json\n"
+      + json.dumps(agents_meta, indent=1) + "\n")
+  return {"export": str(out_dir)}

@@ -1,0 +1,267 @@
+"""Evaluation: exact values of agent rows, baselines, curves and the report on hand-made tables."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from l2d_jax.evaluate import baselines, curve, plot, report
+
+# Six questions, three agents: a (main, cheap), b, c (best, expensive).
+F1_ExJ = np.array([[1.0, 1.0, 1.0],
+                   [0.0, 1.0, 1.0],
+                   [0.0, 0.5, 1.0],
+                   [0.5, 0.0, 1.0],
+                   [0.0, 0.0, 0.0],
+                   [1.0, 0.5, 0.5]])
+CONF_E = np.array([0.9, 0.2, 0.4, 0.6, 0.1, 0.8])
+# With beta scale 0.5 the costs (1 - F1) + 0.5 * fee are
+#   q0 [0.05 0.20 0.50]  q1 [1.05 0.20 0.50]  q2 [1.05 0.70 0.50]
+#   q3 [0.55 1.20 0.50]  q4 [1.05 1.20 1.50]  q5 [0.05 0.70 1.00]
+ORACLE_E = np.array([0, 1, 2, 2, 0, 0])
+
+
+def assert_close(actual, expected):
+  """Nested dicts and lists of numbers equal up to float rounding (pytest.approx is flat)."""
+  if isinstance(expected, dict):
+    assert isinstance(actual, dict) and actual.keys() == expected.keys(), (actual, expected)
+    for key, value in expected.items():
+      assert_close(actual[key], value)
+  elif isinstance(expected, list):
+    assert isinstance(actual, list) and len(actual) == len(expected), (actual, expected)
+    for a, e in zip(actual, expected):
+      assert_close(a, e)
+  elif expected is None or isinstance(expected, str):
+    assert actual == expected
+  else:
+    assert actual == pytest.approx(expected)
+
+
+def make_table(beta_scale: float = 0.5) -> baselines.AgentTable:
+  return baselines.AgentTable(
+      names=["a", "b", "c"], em_ExJ=(F1_ExJ == 1.0).astype(float), f1_ExJ=F1_ExJ,
+      loss_ExJ=1.0 - F1_ExJ, fee_J=np.array([0.1, 0.4, 1.0]), flops_J=np.array([1.0, 4.0, 10.0]),
+      alpha_J=1.0, beta_scale=beta_scale)
+
+
+def test_agent_rows_exact():
+  rows = baselines.agent_rows(make_table())
+  assert [r["agent"] for r in rows] == ["a", "b", "c"]
+  expected = [  # em, f1, fee, flops, deferral loss = mean(1 - F1) + 0.5 * fee
+      (2 / 6, 2.5 / 6, 0.1, 1.0, 3.5 / 6 + 0.05),
+      (2 / 6, 3.0 / 6, 0.4, 4.0, 3.0 / 6 + 0.2),
+      (4 / 6, 4.5 / 6, 1.0, 10.0, 1.5 / 6 + 0.5),
+  ]
+  for row, (em, f1, fee, flops, loss) in zip(rows, expected):
+    assert_close(row, {"agent": row["agent"], "em": em, "f1": f1, "fee": fee, "flops": flops,
+                       "deferral_loss": loss})
+
+
+def test_allocation_row_and_oracle():
+  table = make_table()
+  row = baselines.allocation_row(np.array([0, 1, 2, 2, 0, 0]), table)
+  assert_close(row, {
+      "em": 5 / 6, "f1": 5 / 6, "fee": 2.7 / 6, "flops": 27 / 6,
+      "deferral_loss": (0.05 + 0.2 + 0.5 + 0.5 + 1.05 + 0.05) / 6,
+      "shares": {"a": 0.5, "b": 1 / 6, "c": 2 / 6}})
+  assert baselines.oracle(table) == row
+  # Fee scale 2: a also wins q2 ([1.2 1.3 2.0]) and q3 ([0.7 1.8 2.0]); 10: a wins all.
+  for beta_scale, shares in ((2.0, {"a": 5 / 6, "b": 1 / 6, "c": 0.0}),
+                             (10.0, {"a": 1.0, "b": 0.0, "c": 0.0})):
+    assert_close(baselines.oracle(make_table(beta_scale))["shares"], shares)
+
+
+def test_allocation_row_rejects_bad_allocations():
+  table = make_table()
+  with pytest.raises(ValueError, match=r"in \[0, 3\)"):
+    baselines.allocation_row(np.array([0, 1, 3, 0, 0, 0]), table)
+  with pytest.raises(ValueError, match=r"shape \(6,\)"):
+    baselines.allocation_row(np.array([0, 1]), table)
+
+
+def test_agent_table_rejects_percentages_and_non_finite_losses():
+  with pytest.raises(ValueError, match=r"f1_ExJ must lie in \[0, 1\]"):
+    baselines.AgentTable(["a", "b", "c"], F1_ExJ, F1_ExJ * 100, 1 - F1_ExJ, [0.1, 0.4, 1.0],
+                         [1, 4, 10], 1.0)
+  loss = 1 - F1_ExJ
+  loss[3, 1] = np.inf
+  with pytest.raises(ValueError, match="loss_ExJ is not finite at question 3, agent 'b'"):
+    baselines.AgentTable(["a", "b", "c"], F1_ExJ, F1_ExJ, loss, [0.1, 0.4, 1.0], [1, 4, 10], 1.0)
+
+
+def test_random_allocation_is_the_exact_expectation():
+  table = make_table()
+  row = baselines.random_allocation(np.array([0.5, 0.25, 0.25]), table)
+  assert_close(row, {
+      "em": 0.5 * 2 / 6 + 0.25 * 2 / 6 + 0.25 * 4 / 6,
+      "f1": 0.5 * 2.5 / 6 + 0.25 * 3 / 6 + 0.25 * 4.5 / 6,
+      "fee": 0.5 * 0.1 + 0.25 * 0.4 + 0.25 * 1.0,
+      "flops": 0.5 + 1.0 + 2.5,
+      "deferral_loss": 0.5 * (3.5 / 6 + 0.05) + 0.25 * 0.7 + 0.25 * 0.75,
+      "shares": {"a": 0.5, "b": 0.25, "c": 0.25}})
+  assert "sampled" not in row
+  with pytest.raises(ValueError, match="summing to 1"):
+    baselines.random_allocation(np.array([0.5, 0.25, 0.5]), table)
+
+
+def test_random_allocation_sampled_draws():
+  table = make_table()
+  certain = baselines.random_allocation(np.array([0.0, 0.0, 1.0]), table, seeds=[0, 1])
+  assert_close(certain["sampled"], {
+      "seeds": [0, 1], "em_mean": 4 / 6, "em_std": 0.0, "f1_mean": 4.5 / 6, "f1_std": 0.0,
+      "deferral_loss_mean": 0.75, "deferral_loss_std": 0.0})
+  # Counts by largest remainder: 3, 1.5, 1.5 -> 3, 2 (ties to the first), 1.
+  draw_E = baselines._draw(np.array([0.5, 0.25, 0.25]), 6, seed=3)
+  assert np.bincount(draw_E, minlength=3).tolist() == [3, 2, 1]
+  halves = baselines.random_allocation(np.array([0.5, 0.0, 0.5]), table, seeds=range(400))
+  assert abs(halves["sampled"]["f1_mean"] - halves["f1"]) < 0.01
+  assert halves["sampled"]["f1_std"] > 0
+
+
+def test_cascade_at_given_thresholds():
+  table = make_table()
+  assert baselines.default_expert(table) == 1  # b: the cheapest agent other than a
+  low, mid = baselines.cascade(CONF_E, table, np.array([0.4, 0.5]))
+  # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4.
+  assert_close(mid, {
+      "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6, "fee": (3 * 0.1 + 3 * 0.4) / 6,
+      "flops": 15 / 6, "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05) / 6,
+      "shares": {"a": 0.5, "b": 0.5, "c": 0.0}})
+  # >= 0.4 is inclusive: a also keeps q2 (confidence 0.4).
+  assert_close(low["f1"], 3.5 / 6)
+  assert_close(low["shares"], {"a": 4 / 6, "b": 2 / 6, "c": 0.0})
+  (to_c,) = baselines.cascade(CONF_E, table, np.array([0.5]), expert=2)
+  assert_close(to_c["f1"], 4.5 / 6)
+  assert_close(to_c["fee"], (3 * 0.1 + 3 * 1.0) / 6)
+  with pytest.raises(ValueError, match="expert"):
+    baselines.cascade(CONF_E, table, np.array([0.5]), expert=0)
+
+
+def test_cascade_default_thresholds_span_main_only_to_expert_only():
+  thresholds = baselines.quantile_thresholds(CONF_E, num=3)
+  np.testing.assert_allclose(thresholds[:3], [0.1, 0.5, 0.9])
+  assert 0.9 < thresholds[3] < 0.9 + 1e-12
+  rows = baselines.cascade(CONF_E, make_table())
+  assert len(rows) == 22
+  assert rows[0]["shares"] == {"a": 1.0, "b": 0.0, "c": 0.0}
+  assert rows[-1]["shares"] == {"a": 0.0, "b": 1.0, "c": 0.0}
+
+
+# Points (fee, F1); the front is 0, 2, 5: (0.1, 0.4), (0.2, 0.6), (0.4, 0.7).
+COST_P = np.array([0.1, 0.2, 0.2, 0.3, 0.5, 0.4])
+F1_P = np.array([0.4, 0.5, 0.6, 0.55, 0.7, 0.7])
+COST_F, F1_F = np.array([0.1, 0.2, 0.4]), np.array([0.4, 0.6, 0.7])
+
+
+def test_pareto_front():
+  assert curve.pareto_front(COST_P, F1_P).tolist() == [0, 2, 5]
+  # Equal in both: the first listed stays.
+  assert curve.pareto_front([0.3, 0.3], [0.5, 0.5]).tolist() == [0]
+
+
+def test_best_f1_at_interpolates_and_is_undefined_below_the_front():
+  assert math.isnan(curve.best_f1_at(COST_F, F1_F, 0.05))
+  assert_close(curve.best_f1_at(COST_F, F1_F, 0.15), 0.5)
+  assert_close(curve.best_f1_at(COST_F, F1_F, 0.3), 0.65)
+  assert_close(curve.best_f1_at(COST_F, F1_F, 0.9), 0.7)
+
+
+def test_area_under_curve_hand_trapezoids():
+  # Cost 0..0.1 flat at 0.4, trapezoids to 0.2 and 0.4, flat at 0.7 to 1.
+  assert_close(curve.area_under_curve(COST_F, F1_F, 1.0),
+               0.1 * 0.4 + 0.1 * 0.5 + 0.2 * 0.65 + 0.6 * 0.7)
+  # Normalised by 0.5: knots 0.2, 0.4, 0.8.
+  assert_close(curve.area_under_curve(COST_F, F1_F, 0.5),
+               0.2 * 0.4 + 0.2 * 0.5 + 0.4 * 0.65 + 0.2 * 0.7)
+  assert_close(curve.area_under_curve([0.3], [0.55], 1.0), 0.55)
+  with pytest.raises(ValueError, match="positive"):
+    curve.area_under_curve(COST_F, F1_F, 0.0)
+
+
+def test_gap_recovered():
+  gaps = curve.gap_recovered(COST_F, F1_F, f1_main=0.4, f1_best=0.8, best_cost=0.8)
+  assert_close(gaps, {"25%": {"cost": 0.2, "f1": 0.6, "recovered": 0.5},
+                      "50%": {"cost": 0.4, "f1": 0.7, "recovered": 0.75},
+                      "75%": {"cost": 0.6, "f1": 0.7, "recovered": 0.75}})
+  below = curve.gap_recovered(COST_F, F1_F, f1_main=0.4, f1_best=0.8, best_cost=0.2)
+  assert below["25%"] == {"cost": 0.05, "f1": None, "recovered": None}
+  assert_close(below["75%"]["recovered"], (0.5 - 0.4) / 0.4)  # F1 0.5 at cost 0.15
+  no_gap = curve.gap_recovered(COST_F, F1_F, f1_main=0.4, f1_best=0.4, best_cost=0.8)
+  assert_close(no_gap["50%"], {"cost": 0.4, "f1": 0.7, "recovered": None})
+
+
+def test_row_at_cost_mixes_the_front_rows_around_it():
+  table = make_table()
+  main, both = baselines.allocation_row(np.zeros(6, int), table), baselines.oracle(table)
+  mixed = curve.row_at_cost([main, both], 0.1 + 0.25 * (2.7 / 6 - 0.1))
+  assert_close(mixed, {
+      k: 0.75 * main[k] + 0.25 * both[k] for k in baselines.METRICS} | {
+          "shares": {"a": 0.875, "b": 0.25 / 6, "c": 0.5 / 6}})
+  assert_close(curve.row_at_cost([main, both], 5.0),
+               {k: both[k] for k in (*baselines.METRICS, "shares")})
+  assert curve.row_at_cost([main, both], 0.05) is None
+
+
+def make_report() -> dict:
+  table = make_table()
+  sweep = [(0.0, np.array([0, 1, 2, 2, 2, 0])), (0.5, ORACLE_E), (10.0, np.zeros(6, int))]
+  return report.build_report(table, CONF_E, ORACLE_E, sweep, random_seeds=[0, 1],
+                             metadata={"split": "test"})
+
+
+def test_report_contents():
+  rep = make_report()
+  assert list(rep) == ["metadata", "agents", "rejector", "baselines", "curve"]
+  assert rep["metadata"]["split"] == "test"
+  assert rep["metadata"]["best_agent"] == "c"
+  assert rep["rejector"] == {"beta_scale": 0.5, **baselines.oracle(make_table())}
+  random = rep["baselines"]["random"]
+  assert_close(random["fee"], rep["rejector"]["fee"])
+  assert_close(random["shares"], rep["rejector"]["shares"])
+  assert random["sampled"]["seeds"] == [0, 1]
+  # The cascade to b tops out at fee 0.4 < the rejector's 0.45: its best is its last front row.
+  cascade = rep["curve"]["cascade"]
+  assert rep["baselines"]["cascade"]["expert"] == "b"
+  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"],
+               {k: v for k, v in curve.front_rows(cascade)[-1].items() if k != "threshold"})
+  rejector = rep["curve"]["rejector"]
+  assert [p["beta_scale"] for p in rejector["points"]] == [0.0, 0.5, 10.0]
+  # Sweep points (fee, F1): (3.6/6, 5/6), (2.7/6, 5/6), (0.1, 2.5/6): the first is dominated.
+  assert [p["index"] for p in rejector["pareto_front"]] == [2, 1]
+  assert_close(rejector["auc"],
+               0.1 * 2.5 / 6 + (0.45 - 0.1) * (2.5 / 6 + 5 / 6) / 2 + 0.55 * 5 / 6)
+  # Gap from a (2.5/6) to c (4.5/6) at 0.25 of c's fee 1.0: F1 on the front at fee 0.25.
+  f1_025 = 2.5 / 6 + (0.25 - 0.1) / (0.45 - 0.1) * (5 / 6 - 2.5 / 6)
+  assert_close(rejector["gap_recovered"]["25%"]["recovered"], (f1_025 - 2.5 / 6) / (2 / 6))
+  assert_close(rejector["gap_recovered"]["50%"]["recovered"], 2.5 / 2)
+  assert_close([p["shares"] for p in rep["curve"]["random"]["points"]],
+               [p["shares"] for p in rejector["points"]])
+
+
+def test_report_markdown_tables():
+  text = report.markdown(make_report())
+  lines = text.splitlines()
+  assert "| agent | EM | F1 | fee | FLOPs/question | deferral loss |" in lines
+  assert "| a | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 |" in lines
+  assert "| c | 0.6667 | 0.7500 | 1.0000 | 10 | 0.7500 |" in lines
+  assert ("| allocation | EM | F1 | fee | FLOPs/question | deferral loss | share a | share b | "
+          "share c |") in lines
+  oracle_cells = "| 0.8333 | 0.8333 | 0.4500 | 4.5 | 0.3917 | 0.5000 | 0.1667 | 0.3333 |"
+  assert "| rejector " + oracle_cells in lines
+  assert "| oracle " + oracle_cells in lines
+  assert any(line.startswith("| random (same shares) | ") for line in lines)
+  assert any(line.startswith("| rejector | 3 | 2 | ") for line in lines)  # the curves' summary
+  assert "| 10 | * | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 | 1.0000 | 0.0000 | 0.0000 |" in lines
+
+
+def test_write_report_and_plot(tmp_path):
+  rep = make_report()
+  json_path, md_path = report.write_report(rep, tmp_path / "out")
+  assert json.loads(json_path.read_text()) == rep
+  assert md_path.read_text() == report.markdown(rep)
+  png = plot.write_tradeoff(rep, tmp_path / "out" / "tradeoff.png")
+  data = png.read_bytes()
+  assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+      "report.json", "report.md", "tradeoff.png"]
