@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config field, e.g. --set train.steps=200 (repeatable)")
   parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+  parser.add_argument("--distributed", action="store_true",
+                      help="multi-host: call jax.distributed.initialize() first (run the same "
+                           "command on every host; TPU slices and SLURM are detected, else set "
+                           "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
   if command == "sweep":
     parser.add_argument("--grid", action="append", default=[], metavar="AXIS=V1,V2,...",
                         help="a sweep axis: beta_scale, alpha, learning_rate, u or seed "
@@ -56,6 +60,9 @@ def _quiet_logs(verbose: bool) -> None:
 
 def run(args) -> int:
   _quiet_logs(args.verbose)
+  if args.distributed:
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.distributed.initialize()
   config = load(args)
   if args.command == "sweep":
     from l2d_jax import sweep_stage  # pylint: disable=import-outside-toplevel

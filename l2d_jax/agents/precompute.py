@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from l2d_jax.agents import decode
 from l2d_jax.agents import store as store_lib
@@ -101,6 +102,8 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
   if jax.process_index() == 0:
     writer.finish(**(extra_manifest or {}))
     _write_predictions(store_lib.AgentStore(store_dir, [agent]), agent, examples)
+  if jax.process_count() > 1:  # nobody reads the store before process 0 has written it
+    multihost_utils.sync_global_devices(f"precompute {agent}")
   return writer.dir
 
 
