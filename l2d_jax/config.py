@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import sys
 import types
 import typing
 
@@ -131,7 +132,11 @@ def load_config(path_or_name: str) -> ExperimentConfig:
     raise FileNotFoundError(f"no experiment {path_or_name!r} (neither a file nor experiments/*.py)")
   spec = importlib.util.spec_from_file_location(f"l2d_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  sys.path.insert(0, str(path.parent))  # experiments may build on their siblings
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(str(path.parent))
   if not hasattr(module, "get_config"):
     raise AttributeError(f"{path} defines no get_config()")
   return module.get_config()
