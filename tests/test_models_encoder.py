@@ -1,4 +1,4 @@
-"""Tests of EncoderConfig, the NNX encoder and its heads (PyTorch parity is in test_models_hf_import)."""
+"""Tests of EncoderConfig, the NNX encoder and its heads (PyTorch parity: test_models_hf_import)."""
 
 import dataclasses
 
@@ -10,8 +10,8 @@ import transformers
 from flax import nnx
 
 from l2d_jax.models.config import EncoderConfig
-from l2d_jax.models.encoder import Encoder, position_ids
-from l2d_jax.models.heads import SequenceClassifier, SpanModel
+from l2d_jax.models.encoder import Attention, Encoder, position_ids
+from l2d_jax.models.heads import SequenceClassifier
 
 TINY = dict(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=24,
             max_position_embeddings=32)
@@ -23,8 +23,13 @@ HF_TINY = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention
 _apply = nnx.jit(lambda model, *inputs: model(*inputs))
 
 
-def _ids(batch: int = 2, length: int = 7, seed: int = 0) -> jax.Array:
-  return jnp.asarray(np.random.RandomState(seed).randint(3, 50, (batch, length)))
+def _num_params(model: nnx.Module) -> int:
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def _ids(length: int = 7) -> jax.Array:
+  """A batch of two random token sequences."""
+  return jnp.asarray(np.random.RandomState(0).randint(3, 50, (2, length)))
 
 
 def test_from_hf_config_bert():
@@ -144,10 +149,10 @@ def test_padding_does_not_leak():
 def test_albert_shares_layers_across_depth():
   shallow = EncoderConfig(family="albert", **TINY, embedding_size=8)
   deep = dataclasses.replace(shallow, num_layers=6)
-  build = lambda config: nnx.eval_shape(lambda: Encoder(config, rngs=nnx.Rngs(0)))  # noqa: E731
-  count = lambda model: sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))  # noqa: E731
-  assert count(build(shallow)) == count(build(deep))
-  assert len(build(deep).layers) == 1
+  shallow_model, deep_model = (nnx.eval_shape(lambda c=c: Encoder(c, rngs=nnx.Rngs(0)))
+                                for c in (shallow, deep))
+  assert _num_params(shallow_model) == _num_params(deep_model)
+  assert len(deep_model.layers) == 1 and deep.layer_schedule == (0,) * 6
 
 
 def test_sequence_length_beyond_positions_is_an_error():
@@ -174,13 +179,13 @@ def test_dropout_is_seeded_and_off_when_deterministic():
 
 def test_attention_dropout_path_matches_inference_path():
   """Training spells attention out (to drop probabilities); with ~no dropout it is the same."""
-  config = EncoderConfig(family="bert", **{**TINY, "num_layers": 1}, hidden_dropout=0.0,
-                         attention_dropout=1e-9)
-  model = Encoder(config, rngs=nnx.Rngs(0))
-  ids, mask = _ids(), jnp.asarray([[1] * 7, [1] * 4 + [0] * 3])
-  training = _apply(model, ids, mask)
-  model.eval()
-  np.testing.assert_allclose(training, _apply(model, ids, mask), atol=1e-5)
+  config = EncoderConfig(family="bert", **TINY, attention_dropout=1e-9)
+  attention = Attention(config, rngs=nnx.Rngs(0))
+  x_BxLxH = jax.random.normal(jax.random.key(1), (2, 7, 16))
+  mask_Bx1x1xL = jnp.asarray([[1] * 7, [1] * 4 + [0] * 3], bool)[:, None, None, :]
+  training = _apply(attention, x_BxLxH, mask_Bx1x1xL)
+  attention.eval()
+  np.testing.assert_allclose(training, _apply(attention, x_BxLxH, mask_Bx1x1xL), atol=1e-5)
 
 
 def test_bf16_compute_stays_close_to_fp32():
@@ -190,7 +195,7 @@ def test_bf16_compute_stays_close_to_fp32():
   fp32.eval(), bf16.eval()
   ids, mask = _ids(), jnp.ones((2, 7), jnp.int32)
   assert jax.tree.leaves(nnx.state(bf16, nnx.Param))[0].dtype == jnp.float32
-  assert _apply(bf16.encoder, ids, mask).dtype == jnp.bfloat16
+  assert nnx.eval_shape(lambda m: m(ids, mask), bf16.encoder).dtype == jnp.bfloat16
   logits_fp32, logits_bf16 = _apply(fp32, ids, mask), _apply(bf16, ids, mask)
   assert logits_bf16.dtype == jnp.float32 and logits_bf16.shape == (2, 3)
   np.testing.assert_allclose(logits_bf16, logits_fp32, atol=0.1)

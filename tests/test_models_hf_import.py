@@ -1,4 +1,4 @@
-"""Checkpoint import: parity with transformers on PyTorch, truncation, errors, BERT export round trip."""
+"""Checkpoint import: PyTorch parity, truncation, fresh heads, errors, BERT export round trip."""
 
 import json
 import shutil
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import transformers
-from flax import nnx
 
 from l2d_jax.models import hf_import
 from l2d_jax.models.hf_import import CheckpointError, load_pretrained, to_hf_state_dict
@@ -30,9 +29,6 @@ HF_CONFIGS = {
 }
 AUTO_CLASSES = {"span": "AutoModelForQuestionAnswering",
                 "classify": "AutoModelForSequenceClassification", "base": "AutoModel"}
-
-_apply = nnx.jit(lambda model, *inputs: model(*inputs))
-
 
 @pytest.fixture(scope="module")
 def torch():
@@ -74,8 +70,10 @@ def _torch_outputs(torch, model, inputs: dict[str, np.ndarray]):
 
 
 def _ours(model, inputs: dict[str, np.ndarray]):
-  return _apply(model, *(jnp.asarray(inputs[k]) for k in
-                         ("input_ids", "attention_mask", "token_type_ids") if k in inputs))
+  """Our model on the same inputs, run eagerly: the tiny models share their op-by-op
+  compilations, which is cheaper here than one jit compilation per model."""
+  names = ("input_ids", "attention_mask", "token_type_ids")
+  return model(*(jnp.asarray(inputs[k]) for k in names if k in inputs))
 
 
 @pytest.mark.parametrize("family", sorted(HF_CONFIGS))
@@ -192,6 +190,14 @@ def test_missing_encoder_tensor_is_an_error(checkpoint, tmp_path):
   _rewrite(path, tmp_path / "bad", lambda t: {k: v for k, v in t.items() if k != name})
   with pytest.raises(CheckpointError, match=r"lacks 1 tensor\(s\) a distilbert span model needs: "
                      r"transformer.layer.0.ffn.lin2.bias"):
+    load_pretrained(tmp_path / "bad")
+
+
+def test_half_a_head_is_an_error_not_a_fresh_head(checkpoint, tmp_path):
+  path, _ = checkpoint("bert", "span")
+  _rewrite(path, tmp_path / "bad", lambda t: {k: v for k, v in t.items() if k != "qa_outputs.bias"})
+  with pytest.raises(CheckpointError, match=r"lacks 1 tensor\(s\) a bert span model needs: "
+                     r"qa_outputs.bias$"):
     load_pretrained(tmp_path / "bad")
 
 

@@ -87,6 +87,7 @@ class Attention(nnx.Module):
 
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.num_heads = config.num_heads
+    self.head_dim = config.head_dim
     self.qkv = dense(config, config.hidden_size, 3 * config.hidden_size, rngs=rngs)
     self.out = dense(config, config.hidden_size, config.hidden_size, rngs=rngs)
     self.dropout = nnx.Dropout(config.attention_dropout, rngs=rngs)
@@ -101,8 +102,7 @@ class Attention(nnx.Module):
     explicitly, so training with it spells the same computation out.
     """
     batch, length, hidden = x_BxLxH.shape
-    head_dim = hidden // self.num_heads
-    qkv_BxLx3xNxD = self.qkv(x_BxLxH).reshape(batch, length, 3, self.num_heads, head_dim)
+    qkv_BxLx3xNxD = self.qkv(x_BxLxH).reshape(batch, length, 3, self.num_heads, self.head_dim)
     query_BxLxNxD, key_BxLxNxD, value_BxLxNxD = jnp.unstack(qkv_BxLx3xNxD, axis=2)
     if deterministic is None:
       deterministic = self.dropout.deterministic
@@ -111,7 +111,7 @@ class Attention(nnx.Module):
                                                      mask=mask_Bx1x1xL)
     else:
       scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", query_BxLxNxD, key_BxLxNxD,
-                                  preferred_element_type=jnp.float32) / math.sqrt(head_dim)
+                                  preferred_element_type=jnp.float32) / math.sqrt(self.head_dim)
       scores_BxNxLxL = jnp.where(mask_Bx1x1xL, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
       probs_BxNxLxL = jax.nn.softmax(scores_BxNxLxL, axis=-1).astype(value_BxLxNxD.dtype)
       probs_BxNxLxL = self.dropout(probs_BxNxLxL, deterministic=False)

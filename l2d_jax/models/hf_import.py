@@ -296,7 +296,8 @@ def load_pretrained(model_dir: str | pathlib.Path, *, task: Task = "span",
   tensors = _canonical_names(read_tensors(model_dir), config.family)
 
   maps = tensor_map(config, task)
-  fresh = [m for m in maps if m.head and not any(n in tensors for n in m.hf_names)]
+  present_heads = {m.path[:-1] for m in maps if m.head and any(n in tensors for n in m.hf_names)}
+  fresh = [m for m in maps if m.head and m.path[:-1] not in present_heads]
   missing = [n for m in maps if m not in fresh for n in m.hf_names if n not in tensors]
   if missing:
     raise CheckpointError(f"{model_dir}: checkpoint lacks {len(missing)} tensor(s) a "
