@@ -23,6 +23,8 @@ _COMMANDS = {
     "sweep": (_EXPERIMENT, "Train many rejector heads at once (frozen encoder, vmapped grid)."),
     "score": ("l2d_jax.metrics.score_cli",
               "Score SQuAD predictions (official v1.1/v2.0 semantics) or human performance."),
+    "route": ("l2d_jax.export.route",
+              "Assign each question of a SQuAD file to an agent, using only an export directory."),
 }
 
 

@@ -6,7 +6,6 @@ the confidence cascade on the main model's best-span probability, the oracle,
 and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`).
 """
 
-import json
 import pathlib
 
 import jax.numpy as jnp
@@ -62,15 +61,11 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
 
 def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: pathlib.Path) -> dict:
   """The export directory: HF BERT weights + tokenizer, StableHLO router, agents.json."""
-  from l2d_jax.export import route  # pylint: disable=import-outside-toplevel
-  agents_meta = {"names": pool.names, "fees": [float(f) for f in pool.fees_J],
-                 "flops_per_question": [float(f) for f in pool.flops_J],
-                 "loss": config.costs.loss, "alpha": list(stage.spec.alpha_J),
-                 "beta_scale": config.costs.beta_scale}
-  route.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
-                        agents_meta=agents_meta, max_seq_len=config.rejector.max_seq_len)
-  (out_dir / "README.txt").write_text(
-      "Trained l2d_jax rejector. Route questions with:\n"
-      f"  l2d-jax route --export {out_dir} --data QUESTIONS.json\n"
-      + json.dumps(agents_meta, indent=1) + "\n")
+  from l2d_jax.export import bundle  # pylint: disable=import-outside-toplevel
+  meta = bundle.AgentsMeta(
+      fees_J=tuple(float(f) for f in pool.fees_J), alpha_J=tuple(stage.spec.alpha_J),
+      loss=config.costs.loss, beta_scale=config.costs.beta_scale,
+      flops_J=tuple(float(f) if f else None for f in pool.flops_J))
+  bundle.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
+                         agents_meta=meta, max_seq_len=config.rejector.max_seq_len)
   return {"export": str(out_dir)}

@@ -1,0 +1,134 @@
+"""One directory that holds everything a trained rejector needs to route, and its agents' costs.
+
+`export_rejector` writes, into one directory:
+
+  model.safetensors, config.json    the rejector as a Hugging Face BertForSequenceClassification
+  tokenizer.json, tokenizer_config.json   its tokenizer (`AutoTokenizer.from_pretrained(dir)`)
+  router.stablehlo, router.json     the `jax.export` routing function and how to feed it
+  load_router.py                    a JAX + NumPy loader for it (no l2d_jax needed)
+  agents.json                       the agents: names, fees, FLOPs, the cost it was trained on
+
+`l2d-jax route` needs nothing else: no training workdir, no agent store.
+"""
+
+import dataclasses
+import json
+import math
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import transformers
+
+from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+from l2d_jax.defer.costs import LossType
+from l2d_jax.export import hf, stablehlo
+from l2d_jax.models.heads import SequenceClassifier
+
+AGENTS_FILE = "agents.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentsMeta:
+  """What consulting each agent costs, in the terms the rejector was trained with.
+
+  The cost of sending a question to agent j was `alpha_J[j] * loss_j +
+  beta_scale * fees_J[j]`, with `loss` one of `defer.costs.LossType`.
+
+  Attributes:
+    fees_J: consultation fee per question, in units of the most expensive model
+      agent (`agents.fees`), in agent order.
+    alpha_J: weight of each agent's loss.
+    loss: "1-f1", "1-em" or "span_nll".
+    beta_scale: multiplies every fee (the knob the accuracy-cost curve sweeps).
+    flops_J: FLOPs per question of each agent; None for agents that are not
+      models (predictions files, humans), or for the whole field when unknown.
+  """
+  fees_J: tuple[float, ...]
+  alpha_J: tuple[float, ...]
+  loss: str
+  beta_scale: float = 1.0
+  flops_J: tuple[float | None, ...] | None = None
+
+  def __post_init__(self):
+    LossType(self.loss)  # raises ValueError naming the bad loss type
+    lengths = {len(self.fees_J), len(self.alpha_J)} | (
+        {len(self.flops_J)} if self.flops_J is not None else set())
+    if len(lengths) != 1:
+      raise ValueError(f"fees_J, alpha_J and flops_J must have one entry per agent; "
+                       f"got lengths {sorted(lengths)}")
+    numbers = [*self.fees_J, *self.alpha_J, self.beta_scale,
+               *(f for f in self.flops_J or () if f is not None)]
+    if not all(math.isfinite(x) and x >= 0 for x in numbers):
+      raise ValueError(f"fees, alphas, beta_scale and FLOPs must be finite and non-negative: "
+                       f"{self}")
+
+  @property
+  def beta_J(self) -> tuple[float, ...]:
+    """The fee term of each agent's cost, in cost units."""
+    return tuple(self.beta_scale * fee for fee in self.fees_J)
+
+  def to_json(self, agent_names: Sequence[str]) -> dict[str, Any]:
+    """The agents.json record: one entry per agent, then the cost's shared terms."""
+    if len(agent_names) != len(self.fees_J):
+      raise ValueError(f"{len(agent_names)} agent names for {len(self.fees_J)} agents' costs")
+    flops_J = self.flops_J or (None,) * len(self.fees_J)
+    return {
+        "format_version": FORMAT_VERSION,
+        "agents": [{"name": name, "fee": fee, "beta": beta, "alpha": alpha, "flops": flops}
+                   for name, fee, beta, alpha, flops
+                   in zip(agent_names, self.fees_J, self.beta_J, self.alpha_J, flops_J)],
+        "loss": self.loss,
+        "beta_scale": self.beta_scale,
+        "cost": "alpha * loss + beta_scale * fee",
+    }
+
+  @classmethod
+  def from_json(cls, record: dict[str, Any]) -> tuple[list[str], "AgentsMeta"]:
+    """The agent names and costs of an agents.json record."""
+    if record.get("format_version") != FORMAT_VERSION:
+      raise ValueError(f"agents.json format version {record.get('format_version')!r}, "
+                       f"expected {FORMAT_VERSION}")
+    agents = record["agents"]
+    flops_J = tuple(a["flops"] for a in agents)
+    return [a["name"] for a in agents], cls(
+        fees_J=tuple(a["fee"] for a in agents), alpha_J=tuple(a["alpha"] for a in agents),
+        loss=record["loss"], beta_scale=record["beta_scale"],
+        flops_J=None if all(f is None for f in flops_J) else flops_J)
+
+
+def read_agents(export_dir: str | pathlib.Path) -> tuple[list[str], AgentsMeta]:
+  """The agent names and costs of an export directory."""
+  path = pathlib.Path(export_dir) / AGENTS_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f"{export_dir} has no {AGENTS_FILE}: not a rejector export")
+  try:
+    return AgentsMeta.from_json(json.loads(path.read_text(encoding="utf-8")))
+  except (KeyError, TypeError, ValueError) as err:
+    raise ValueError(f"{path}: malformed agents record: {err!r}") from None
+
+
+def export_rejector(model: SequenceClassifier, tokenizer: transformers.PreTrainedTokenizerBase,
+                    out_dir: str | pathlib.Path, *, agent_names: Sequence[str],
+                    agents_meta: AgentsMeta, max_seq_len: int, max_query_len: int = 64,
+                    platforms: Sequence[str] = stablehlo.PLATFORMS) -> pathlib.Path:
+  """Writes the whole export directory (see the module doc) for a trained BERT rejector.
+
+  `max_seq_len` and `max_query_len` must be those the rejector's inputs were
+  built with (`train.rejector.rejector_inputs`). The tokenizer is saved, read
+  back and checked to tokenize exactly as the one given (same fingerprint).
+  """
+  hf.check_agent_names(agent_names, model.num_labels)
+  meta_record = agents_meta.to_json(agent_names)
+  out_dir = hf.export_hf(model, tokenizer, out_dir, agent_names=agent_names)
+  fingerprint = tokenizer_fingerprint(tokenizer)
+  if tokenizer_fingerprint(load_tokenizer(out_dir)) != fingerprint:
+    raise ValueError(f"the tokenizer saved in {out_dir} does not read back as the one given "
+                     "(its fingerprint changed); routing from the export would tokenize "
+                     "differently")
+  stablehlo.export_router(model, out_dir, agent_names=agent_names, max_seq_len=max_seq_len,
+                          max_query_len=max_query_len, tokenizer_fingerprint=fingerprint,
+                          platforms=platforms)
+  (out_dir / AGENTS_FILE).write_text(json.dumps(meta_record, indent=1) + "\n", encoding="utf-8")
+  return out_dir

@@ -1,0 +1,108 @@
+"""`l2d-jax route`: assigns each question of a SQuAD-format file to an agent, from an export alone.
+
+Everything comes from the export directory (`export.bundle`): the tokenizer
+saved there (checked against the fingerprint the router was exported with), the
+StableHLO routing function and the agents' names and fees. No training workdir,
+checkpoint or agent store is read, so a directory copied to another machine
+routes the same way. Writes `{question id: agent name}` and prints how the
+questions were shared out and what they cost in fees.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from l2d_jax.data import squad
+from l2d_jax.data.example import Example
+from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+from l2d_jax.export import bundle
+from l2d_jax.export.loader import Router
+from l2d_jax.train.rejector import rejector_inputs
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> None:
+  """Adds the options of `l2d-jax route` (the only command this module serves)."""
+  del command
+  parser.add_argument("--export", required=True, metavar="DIR",
+                      help="An export directory (written by export_rejector / l2d-jax export).")
+  parser.add_argument("--data", required=True, metavar="FILE",
+                      help="SQuAD v1.1 or v2.0 JSON file whose questions are routed.")
+  parser.add_argument("--out", default="routes.json", metavar="ROUTES.json",
+                      help="Where to write {question id: agent name} (default: routes.json).")
+  parser.add_argument("--batch-size", type=int, default=64,
+                      help="Questions per call of the router (default: 64).")
+
+
+def run(args: argparse.Namespace) -> int:
+  """Routes the file; bad input or a broken export is reported on stderr with exit status 2."""
+  if args.batch_size < 1:
+    print(f"l2d-jax route: error: --batch-size must be positive, got {args.batch_size}",
+          file=sys.stderr)
+    return 2
+  try:
+    data = squad.read_squad(args.data)
+    routes = route_examples(args.export, data.examples, batch_size=args.batch_size)
+    names, meta = bundle.read_agents(args.export)
+  except (ValueError, OSError) as err:  # DataError is a ValueError
+    print(f"l2d-jax route: error: {err}", file=sys.stderr)
+    return 2
+  if data.skips.total:
+    print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not routed)",
+          file=sys.stderr)
+  pathlib.Path(args.out).write_text(json.dumps(routes, indent=1) + "\n", encoding="utf-8")
+  print(f"routed {len(routes)} questions of {data.path} -> {args.out}")
+  print(share_table(list(routes.values()), names, meta))
+  return 0
+
+
+def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
+                   batch_size: int = 64) -> dict[str, str]:
+  """{question id: agent name} for `examples`, using only the export directory.
+
+  Raises ValueError when the directory's tokenizer is not the one the router was
+  exported with.
+  """
+  router = Router(export_dir)
+  tokenizer = load_tokenizer(export_dir)
+  if tokenizer_fingerprint(tokenizer) != router.meta["tokenizer_fingerprint"]:
+    raise ValueError(f"the tokenizer in {export_dir} is not the one the router was exported "
+                     "with (fingerprints differ)")
+  inputs = rejector_inputs(examples, tokenizer, router.max_seq_len,
+                           max_query_len=router.meta["max_query_len"])
+  agent_E = route_inputs(router, inputs, batch_size)
+  return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
+
+
+def route_inputs(router: Router, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+  """The chosen agent per row of `inputs`, `int32[E]`.
+
+  Every call has `batch_size` rows (the last batch is padded with copies of its
+  first row), so the router compiles once whatever the number of questions.
+  """
+  num_rows = len(inputs["input_ids"])
+  agents = [np.zeros(0, np.int32)]
+  for lo in range(0, num_rows, batch_size):
+    rows = np.arange(lo, min(lo + batch_size, num_rows))
+    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+    _, agent_B = router(**{name: array[padded] for name, array in inputs.items()})
+    agents.append(agent_B[:len(rows)])
+  return np.concatenate(agents)
+
+
+def share_table(chosen: list[str], names: list[str], meta: bundle.AgentsMeta) -> str:
+  """Per agent: questions routed to it, their share and its fee; then the mean fee per question."""
+  counts = [chosen.count(name) for name in names]
+  total = max(len(chosen), 1)
+  width = max(len(name) for name in names)
+  lines = [f"  {'agent':<{width}}  {'questions':>9}  {'share':>6}  {'fee':>8}"]
+  lines += [f"  {name:<{width}}  {count:>9}  {count / total:>6.1%}  {beta:>8.4g}"
+            for name, count, beta in zip(names, counts, meta.beta_J)]
+  mean_fee = sum(c * beta for c, beta in zip(counts, meta.beta_J)) / total
+  lines.append(f"mean fee per question: {mean_fee:.4g} (beta_scale {meta.beta_scale:g} x fee)")
+  if meta.flops_J is not None and all(f is not None for f in meta.flops_J):
+    mean_flops = sum(c * f for c, f in zip(counts, meta.flops_J)) / total
+    lines.append(f"mean agent FLOPs per question: {mean_flops:.4g}")
+  return "\n".join(lines)
