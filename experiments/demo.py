@@ -36,11 +36,11 @@ def get_config() -> C.ExperimentConfig:
 
 
 def smoke_config() -> C.ExperimentConfig:
-  """A seconds-long version for tests."""
+  """A tiny version (two agents, a few steps) for the end-to-end test."""
   config = get_config()
-  tiny = lambda a: dataclasses.replace(
-      a, finetune=dataclasses.replace(a.finetune, epochs=0.2))
+  tiny = lambda a: dataclasses.replace(a, finetune=dataclasses.replace(a.finetune, epochs=0.2))
   return dataclasses.replace(
-      config, data=dataclasses.replace(config.data, synthetic_articles=8),
-      agents=tuple(tiny(a) for a in config.agents),
-      train=dataclasses.replace(config.train, steps=4, eval_every=2, checkpoint_every=2))
+      config, name="demo-smoke", data=dataclasses.replace(config.data, synthetic_articles=8),
+      agents=tuple(tiny(a) for a in config.agents[:2]),
+      train=dataclasses.replace(config.train, steps=4, eval_every=2, checkpoint_every=2),
+      eval=dataclasses.replace(config.eval, beta_scales=(0.0, 0.2, 1.0)))
