@@ -45,8 +45,8 @@ _BATCH_FIELDS = (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_posit
 
 
 def first_features(data_path: str, tokenizer, params: features_lib.FeatureParams,
-                   num_features: int) -> tuple[dict[str, np.ndarray], int]:
-  """The first `num_features` windows of the file's questions, and how many questions they cover."""
+                   num_features: int) -> dict[str, np.ndarray]:
+  """The model inputs and labels of the first `num_features` windows of the file's questions."""
   examples = squad.read_squad(data_path).examples
   if not examples:
     raise ValueError(f"{data_path} holds no questions")
@@ -54,8 +54,8 @@ def first_features(data_path: str, tokenizer, params: features_lib.FeatureParams
   features = features_lib.make_features(examples[:num_features], tokenizer, params)
   if features.num_features < num_features:
     raise ValueError(f"{data_path} yields only {features.num_features} features")
-  arrays = {name: getattr(features, name)[:num_features] for name in _BATCH_FIELDS}
-  return arrays, int(features.example_index_F[num_features - 1]) + 1
+  return {name: getattr(features, name)[:num_features]
+          for name in (*_BATCH_FIELDS, "example_index_F")}
 
 
 def peak_flops(device: jax.Device) -> float | None:
@@ -97,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
 
   model_dir = hub.resolve_model_dir(args.model)
   params = features_lib.FeatureParams(args.max_seq_len, args.doc_stride)
-  arrays, num_questions = first_features(args.data, tokenizer_lib.load_tokenizer(model_dir),
-                                         params, args.num_features)
+  arrays = first_features(args.data, tokenizer_lib.load_tokenizer(model_dir), params,
+                          args.num_features)
+  example_index_F = arrays.pop("example_index_F")
   batches = [{name: array[lo:lo + args.batch_size] for name, array in arrays.items()}
              for lo in range(0, args.num_features - args.batch_size + 1, args.batch_size)]
   timed_features = len(batches) * args.batch_size
+  num_questions = int(example_index_F[timed_features - 1]) + 1
 
   loaded = load_pretrained(model_dir, task="span", dtype=args.dtype)
   mesh = mesh_lib.make_mesh()
@@ -141,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(batches)} batches of {args.batch_size}; max_seq_len {args.max_seq_len}, "
         f"doc_stride {args.doc_stride}")
   print(f"machine: {os.cpu_count()} CPU cores, load average {load_before:.1f} before and "
-        f"{load_after:.1f} after timing; JAX {jax.__version__} on {device.platform} "
-        f"({device.device_kind}, mesh of {mesh.size}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}); "
-        f"torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads, attention {peer.config._attn_implementation})")
+        f"{load_after:.1f} after timing")
+  print(f"JAX {jax.__version__} on {device.platform} ({device.device_kind}), mesh of "
+        f"{mesh.size}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; torch {torch.__version__} "
+        f"with {torch.get_num_threads()} threads, attention "
+        f"{peer.config._attn_implementation}")  # pylint: disable=protected-access
   print(f"first batch start logits, JAX vs PyTorch: max |diff| = {max_diff:.2e}")
   print(f"analytic FLOPs per feature: {flops_per_feature / 1e9:.2f} GFLOP")
   for name, label in (("jax", f"JAX forward_fn ({args.dtype})"),
@@ -158,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = peak_flops(device)
     fraction = ("unknown" if peak is None
                 else f"{rate['jax'] * flops_per_feature / peak:.1%} of {peak / 1e12:.0f} TFLOP/s")
-    print(f"GPU {device.device_kind}: {rate['jax']:.1f} features/s, peak bf16 dense FLOP/s "
-          f"fraction: {fraction}")
+    print(f"GPU {device.device_kind}: {rate['jax']:.1f} features/s ({args.dtype}), fraction of "
+          f"the bf16 dense peak: {fraction}")
   return 0
 
 
