@@ -3,19 +3,22 @@
 The demo and the tests need QA data that downloads nothing and on which small
 models of different depth are right on different, predictable questions (else
 there is nothing for a rejector to route). Each article is a small world: a cast
-of invented people, each with a home town, a job, an object, a pet and a mentor
-(who is another cast member). Each paragraph states some of these facts, one
-short sentence each, and asks questions of one difficulty level:
+of invented people, each with a home town, a job, an object, a pet and a teacher
+(another cast member). Each paragraph states some of these facts, one short
+sentence each, and asks questions of one difficulty level:
 
 - level 0: every relation is stated once, so the answer is the only word of the
-  asked type ("Where does Baran live?" with one town in the context); matching
-  the question's relation is enough (a 1-layer model);
-- level 1: the asked relation is stated for several people, so the answer is
-  the value next to the question's entity (entity and relation matching);
-- level 2: a hop through a mentor fact ("Where does the mentor of Baran live?"
-  with "The mentor of Baran is Kedel. Kedel lives in Ashholt.", the homes of
-  Baran, of another pupil and of that pupil's mentor as distractors).
+  asked kind ("Where does Baran live?" with one town in the context): matching
+  the question's relation word to a kind of word is enough (one layer);
+- level 1: the asked relation is stated for three or four people, so the answer
+  is the value three words after the question's person (entity matching and a
+  positional binding);
+- level 2: a hop through a teacher fact ("Where does the teacher of Baran
+  live?" with "Baran learns from Kedel. Kedel lives in Ashholt.", and the homes
+  of Baran, of another pupil and of that pupil's teacher to mislead).
 
+Levels show in the question's form ("the teacher of") and in the context's
+(a relation stated once or several times), so a rejector can learn to route.
 The level is stored in each qa record under `"difficulty"` (SQuAD readers
 ignore unknown keys) and read back by `difficulty_by_id`. With version "2.0", a
 share of the questions asks about someone the paragraph says nothing of
@@ -32,15 +35,14 @@ from typing import Any, NamedTuple
 
 # The fixed vocabulary: the same for every seed, so that data drawn with
 # different seeds shares one tokenizer.
-PERSONS = tuple(a + b for a in ("Ba", "Ke", "Lo", "Mi", "Ru", "Sa", "To", "Vi")
-                for b in ("ran", "del", "mis", "tor", "vy", "zan"))
+PERSONS = ("Baran", "Kedel", "Lomis", "Mitor", "Ruvy", "Sazan", "Tobin", "Virek", "Dalen",
+           "Fenna", "Gorim", "Hesta")
 TOWNS = tuple(a + b for a in ("Ash", "Brin", "Cor", "Dun", "Fal", "Gral")
               for b in ("holt", "mere", "wick", "stead", "ford"))
 JOBS = ("baker", "miller", "potter", "weaver", "smith", "tailor", "farmer", "sailor",
         "cooper", "carpenter", "mason", "healer", "hunter", "fisher", "painter", "singer")
-OBJECTS = tuple(f"{color} {thing}"
-                for color in ("red", "blue", "green", "black", "white", "golden", "silver", "brown")
-                for thing in ("drum", "lamp", "kettle", "harp", "cart", "boat", "flute", "shield"))
+OBJECTS = ("drum", "lamp", "kettle", "harp", "cart", "boat", "flute", "shield", "sword", "bell",
+           "clock", "ladder", "barrel", "basket", "mirror", "wagon")
 PETS = ("goat", "heron", "ferret", "parrot", "tortoise", "hound", "falcon", "lizard",
         "rabbit", "crow", "mule", "swan")
 
@@ -50,17 +52,17 @@ class Relation:
   """A person's attribute: how a paragraph states it and how a question asks for it."""
   name: str
   fact: str  # with {person} and {value}
-  question: str  # with {subject}: a name or "the mentor of <name>"
+  question: str  # with {subject}: a name or "the teacher of <name>"
   values: tuple[str, ...]
 
 
-# Every fact puts its value three words after its person, and the mentor fact its
-# mentor three words after the pupil: the binding is positional, the same for all.
+# Every fact puts its one-word value three words after its person, and the teacher
+# fact the teacher three words after the pupil: one positional binding for all.
 RELATIONS = (
     Relation("town", "{person} lives in {value}.", "Where does {subject} live?", TOWNS),
-    Relation("job", "{person} is a {value}.", "What job does {subject} have?", JOBS),
+    Relation("job", "{person} is a {value}.", "What does {subject} do?", JOBS),
     Relation("object", "{person} owns a {value}.", "What does {subject} own?", OBJECTS),
-    Relation("pet", "{person} keeps a {value}.", "Which animal does {subject} keep?", PETS),
+    Relation("pet", "{person} keeps a {value}.", "What does {subject} keep?", PETS),
 )
 MENTOR_FACT = "{pupil} learns from {mentor}."
 MENTOR_SUBJECT = "the teacher of {pupil}"
