@@ -14,7 +14,7 @@ def _expert(name: str, num_layers: int, fee: str = "flops") -> C.AgentConfig:
   return C.AgentConfig(
       name=name, kind="model", model="scratch", num_layers=num_layers, fee=fee,
       scratch_hidden=64, scratch_heads=2, scratch_intermediate=256,
-      finetune=C.FinetuneConfig(epochs=3.0, batch_size=32, max_seq_len=96, doc_stride=32,
+      finetune=C.FinetuneConfig(epochs=12.0, batch_size=32, max_seq_len=96, doc_stride=32,
                                 max_query_len=24,
                                 optim=OptimConfig(learning_rate=2e-3, warmup_fraction=0.1)))
 

@@ -11,7 +11,6 @@ same store.
 """
 
 import dataclasses
-import json
 import pathlib
 
 import jax

@@ -23,6 +23,7 @@ from l2d_jax.defer import surrogate
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.heads import SequenceClassifier
 from l2d_jax.models import hf_import
+from l2d_jax.train import inference
 from l2d_jax.train import loop as loop_lib
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.optim import OptimConfig, make_optimizer
@@ -117,28 +118,8 @@ def rejector_loss(spec: CostSpec, u: float):
 def predict_logits(model: nnx.Module, inputs: dict[str, np.ndarray], *, mesh=None,
                    batch_size: int = 64) -> np.ndarray:
   """Rejector logits `[E, J]` for every row of `inputs`, batched over the mesh."""
-  mesh = mesh or mesh_lib.make_mesh()
-  batch_size = -(-batch_size // mesh.size) * mesh.size
-  graphdef, state = nnx.split(model)
-
-  def forward(state, batch):
-    model = nnx.merge(graphdef, state, copy=True)
-    model.eval()
-    return model(*(batch[k] for k in INPUTS))
-
-  replicated = mesh_lib.replicated(mesh)
-  step = jax.jit(forward, in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
-                 out_shardings=replicated)
-  state = mesh_lib.replicate(mesh, state)
-  num_rows = len(inputs["input_ids"])
-  outputs = []
-  for lo in range(0, num_rows, batch_size):
-    rows = np.arange(lo, min(lo + batch_size, num_rows))
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-    local = mesh_lib.local_rows(padded, mesh)
-    batch = mesh_lib.shard_batch(mesh, {k: v[local] for k, v in inputs.items()})
-    outputs.append(np.asarray(step(state, batch))[:len(rows)])
-  return np.concatenate(outputs)
+  return inference.apply_in_batches(model, lambda m, batch: m(*(batch[k] for k in INPUTS)),
+                                    inputs, mesh=mesh, batch_size=batch_size)
 
 
 def allocation_metrics(logits_ExJ: np.ndarray, data: RejectorData, spec: CostSpec) -> dict:

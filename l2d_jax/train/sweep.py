@@ -17,12 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import surrogate
 from l2d_jax.models.heads import SequenceClassifier
-from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train import inference
 from l2d_jax.train.rejector import INPUTS, CostSpec, RejectorData, allocation_metrics
 
 
@@ -56,28 +55,12 @@ def grid(**axes) -> list[SweepPoint]:
 def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *, mesh=None,
                     batch_size: int = 64) -> np.ndarray:
   """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode)."""
-  mesh = mesh or mesh_lib.make_mesh()
-  batch_size = -(-batch_size // mesh.size) * mesh.size
-  graphdef, state = nnx.split(model)
 
-  def forward(state, batch):
-    model = nnx.merge(graphdef, state, copy=True)
-    model.eval()
+  def pooled(model, batch):
     hidden_BxLxH = model.encoder(*(batch[k] for k in INPUTS))
     return model.pooler(hidden_BxLxH[:, 0])
 
-  step = jax.jit(forward, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)),
-                 out_shardings=mesh_lib.replicated(mesh))
-  state = mesh_lib.replicate(mesh, state)
-  num_rows = len(inputs["input_ids"])
-  out = []
-  for lo in range(0, num_rows, batch_size):
-    rows = np.arange(lo, min(lo + batch_size, num_rows))
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-    local = mesh_lib.local_rows(padded, mesh)
-    out.append(np.asarray(step(state, mesh_lib.shard_batch(
-        mesh, {k: v[local] for k, v in inputs.items()})))[:len(rows)])
-  return np.concatenate(out)
+  return inference.apply_in_batches(model, pooled, inputs, mesh=mesh, batch_size=batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
