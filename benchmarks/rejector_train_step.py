@@ -9,10 +9,10 @@ default threads). Ours is the library's step: `build_rejector("scratch")` and
 `Trainable.make_step(rejector_loss(...))`, jitted over a mesh of all local
 devices with the state donated. Both see the same random full-length batches
 and random costs, both train with dropout 0.1 (train mode), both clip the
-gradient norm to 1 and follow the same warmup + linear decay. Timed steps run
-in alternating rounds so that load from other processes hits both alike; the
-torch surrogate is checked once against `surrogate.mean_comp_sum_loss` on the
-same logits and costs. On a GPU the script also prints our examples/s and the
+gradient norm to 1 and follow the same warmup + linear decay. Timed steps
+alternate between the two (order flipped every step) so that load from other
+processes hits both alike; the torch surrogate is checked once against
+`surrogate.mean_comp_sum_loss` on the same logits and costs. On a GPU the script also prints our examples/s and the
 fraction of the chip's peak bf16 FLOP/s (forward + backward taken as 3x the
 analytic forward FLOPs of `models.flops`).
 
@@ -141,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--batch-size", type=int, default=16, help="examples per train step")
   parser.add_argument("--steps", type=int, default=8, help="timed steps of each framework")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each first")
-  parser.add_argument("--rounds", type=int, default=4,
-                      help="the timed steps are split into this many alternating rounds")
   parser.add_argument("--num-layers", type=int, default=4)
   parser.add_argument("--hidden-size", type=int, default=312)
   parser.add_argument("--num-heads", type=int, default=12)
@@ -157,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="time ours alone (e.g. on a GPU, where the CPU reference means little)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
-  if args.steps < args.rounds or args.rounds < 1:
-    print("--steps must be at least --rounds >= 1", file=sys.stderr)
+  if args.steps < 1 or args.warmup < 1:
+    print("--steps and --warmup must be at least 1", file=sys.stderr)
     return 2
 
   total_steps = args.warmup + args.steps
@@ -200,17 +198,12 @@ def main(argv: list[str] | None = None) -> int:
 
   load_before = os.getloadavg()[0]
   seconds = dict.fromkeys(runners, 0.0)
-  per_round = [args.steps // args.rounds + (r < args.steps % args.rounds)
-               for r in range(args.rounds)]
-  step = args.warmup
-  for r, count in enumerate(per_round):
+  for step in range(args.warmup, total_steps):
     order = list(runners.items())
-    for name, run in order if r % 2 == 0 else order[::-1]:
+    for name, run in order if step % 2 == 0 else order[::-1]:
       begin = time.perf_counter()
-      for i in range(count):
-        run(batches[(step + i) % len(batches)])
+      run(batches[step % len(batches)])
       seconds[name] += time.perf_counter() - begin
-    step += count
   load_after = os.getloadavg()[0]
 
   examples = args.steps * args.batch_size
@@ -222,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{config.num_heads} heads, intermediate {config.intermediate_size}, "
         f"max_seq_len {args.max_seq_len}, {args.num_agents}-way head, dropout {_DROPOUT}")
   print(f"batches: {args.batch_size} full-length random windows; {args.warmup} warm-up + "
-        f"{args.steps} timed steps each, in {args.rounds} alternating rounds")
+        f"{args.steps} timed steps each, alternating")
   print(f"machine: {os.cpu_count()} CPU cores shared with other work, load average "
         f"{load_before:.1f} before and {load_after:.1f} after timing; JAX {jax.__version__} on "
         f"{device.platform} ({device.device_kind}, mesh of {mesh.size}); torch "
