@@ -80,11 +80,11 @@ def test_levels_have_the_promised_structure():
     else:
       # A hop: "the teacher of P"; P's own value is there to mislead.
       pupil = re.search(r"the teacher of (\w+)", qa["question"]).group(1)
-      mentor = re.search(synthetic.MENTOR_FACT.format(pupil=pupil, mentor=r"(\w+)"),
-                         context).group(1)
+      teacher = re.search(synthetic.TEACHER_FACT.format(pupil=pupil, teacher=r"(\w+)"),
+                          context).group(1)
       own = relation.fact.format(person=pupil, value="")[:-1]
       assert len(values) == 4 and own in context, qa["id"]
-      assert relation.fact.format(person=mentor, value=answer) in context, qa["id"]
+      assert relation.fact.format(person=teacher, value=answer) in context, qa["id"]
 
 
 def test_v2_unanswerable_questions_ask_about_someone_the_context_does_not_describe():
@@ -114,6 +114,8 @@ def test_config_rejects_bad_values():
     synthetic.SyntheticConfig(level_mix=(1.0, 0.0))
   with pytest.raises(ValueError, match="questions_per_paragraph"):
     synthetic.SyntheticConfig(questions_per_paragraph=5)
+  with pytest.raises(ValueError, match="cast_size must be in 6..12, got 13"):
+    synthetic.SyntheticConfig(cast_size=13)
 
 
 def test_splits_are_article_disjoint_cover_everything_and_read_back(tmp_path):

@@ -64,8 +64,8 @@ RELATIONS = (
     Relation("object", "{person} owns a {value}.", "What does {subject} own?", OBJECTS),
     Relation("pet", "{person} keeps a {value}.", "What does {subject} keep?", PETS),
 )
-MENTOR_FACT = "{pupil} learns from {mentor}."
-MENTOR_SUBJECT = "the teacher of {pupil}"
+TEACHER_FACT = "{pupil} learns from {teacher}."
+TEACHER_SUBJECT = "the teacher of {pupil}"
 LEVELS = (0, 1, 2)
 SPLIT_DOC = (
     "Article-disjoint splits: experts are fine-tuned on expert_train, the rejector is "
@@ -99,8 +99,9 @@ class SyntheticConfig:
       raise ValueError(f"level_mix needs {len(LEVELS)} non-negative weights, got {self.level_mix}")
     if not 1 <= self.questions_per_paragraph <= len(RELATIONS):
       raise ValueError(f"questions_per_paragraph must be in 1..{len(RELATIONS)}")
-    if not 6 <= self.cast_size <= min(len(PETS), len(JOBS), len(TOWNS)):
-      raise ValueError(f"cast_size must be in 6..{min(len(PETS), len(JOBS), len(TOWNS))}")
+    largest = min(len(PERSONS), *(len(r.values) for r in RELATIONS))
+    if not 6 <= self.cast_size <= largest:
+      raise ValueError(f"cast_size must be in 6..{largest}, got {self.cast_size}")
     if not 0.0 <= self.unanswerable_rate <= 1.0:
       raise ValueError(f"unanswerable_rate must be in [0, 1], got {self.unanswerable_rate}")
 
@@ -125,15 +126,16 @@ class _Question:
 
 
 class _World:
-  """One article's cast: each person's value for every relation, and a mentor cycle."""
+  """One article's cast: each person's value for every relation, and who teaches whom."""
 
   def __init__(self, rng: random.Random, cast_size: int):
     self.cast = rng.sample(PERSONS, cast_size)
     self.values = {r.name: dict(zip(self.cast, rng.sample(r.values, cast_size))) for r in RELATIONS}
-    # A single cycle: the mentor of cast[i] is cast[i + 1].
-    self.mentor = {p: self.cast[(i + 1) % cast_size] for i, p in enumerate(self.cast)}
+    # A single cycle: the teacher of cast[i] is cast[i + 1].
+    self.teacher = {p: self.cast[(i + 1) % cast_size] for i, p in enumerate(self.cast)}
 
   def fact(self, person: str, relation: Relation) -> str:
+    """The sentence stating `person`'s value of `relation`."""
     return relation.fact.format(person=person, value=self.values[relation.name][person])
 
 
@@ -150,54 +152,68 @@ def _level_quota(mix: tuple[float, ...], n: int) -> list[int]:
 
 def _paragraph(rng: random.Random, world: _World, level: int, n_questions: int,
                unanswerable_rate: float) -> tuple[list[str], list[_Question]]:
-  """The sentences and questions of one paragraph of the given level."""
-  absent = lambda present: rng.choice([p for p in world.cast if p not in present])
-  ask = lambda relation, subject: relation.question.format(subject=subject)
+  """The shuffled sentences and the questions of one paragraph of the given level."""
+  build = (_level0, _level1, _level2)[level]
+  sentences, asked = build(rng, world, n_questions)
   questions = []
-  if level == 0:
-    # Each relation once, each about a different person: the answer type is unique.
-    relations = rng.sample(RELATIONS, max(3, n_questions))
-    people = rng.sample(world.cast, len(relations))
-    sentences = [world.fact(p, r) for p, r in zip(people, relations)]
-    for p, r in zip(people[:n_questions], relations[:n_questions]):
-      if rng.random() < unanswerable_rate:
-        questions.append(_Question(ask(r, absent(people)), None, level))
-      else:
-        questions.append(_Question(ask(r, p), (p, r.name), level))
-  elif level == 1:
-    # The asked relations hold for every person of the paragraph.
-    relations = rng.sample(RELATIONS, 1 if n_questions <= 2 else 2)
-    people = rng.sample(world.cast, rng.choice((3, 4)))
-    sentences = [world.fact(p, r) for p in people for r in relations]
-    pairs = rng.sample([(p, r) for p in people for r in relations], n_questions)
-    for p, r in pairs:
-      if rng.random() < unanswerable_rate:
-        questions.append(_Question(ask(r, absent(people)), None, level))
-      else:
-        questions.append(_Question(ask(r, p), (p, r.name), level))
-  else:
-    # Two pupils and their mentors, all four with the asked relations.
-    i, j = _two_apart(rng, len(world.cast))
-    pupils = [world.cast[i], world.cast[j]]
-    people = pupils + [world.mentor[p] for p in pupils]
-    relations = rng.sample(RELATIONS, (n_questions + 1) // 2)
-    sentences = [MENTOR_FACT.format(pupil=p, mentor=world.mentor[p]) for p in pupils]
-    sentences += [world.fact(p, r) for p in people for r in relations]
-    pairs = rng.sample([(p, r) for p in pupils for r in relations], n_questions)
-    for pupil, r in pairs:
-      if rng.random() < unanswerable_rate:
-        # A mentor the paragraph does not name: one of the mentors themselves.
-        subject = rng.choice(people[2:])
-        questions.append(_Question(ask(r, MENTOR_SUBJECT.format(pupil=subject)), None, level))
-      else:
-        questions.append(_Question(ask(r, MENTOR_SUBJECT.format(pupil=pupil)),
-                                   (world.mentor[pupil], r.name), level))
+  for relation, subject, answer, missing_subject in asked:
+    if rng.random() < unanswerable_rate:
+      questions.append(_Question(relation.question.format(subject=missing_subject), None, level))
+    else:
+      questions.append(_Question(relation.question.format(subject=subject), answer, level))
   rng.shuffle(sentences)
   return sentences, questions
 
 
+# What a level builder returns per question: the relation asked, the subject
+# that makes it answerable, its answer (person, relation name), and a subject
+# the paragraph says nothing of (for unanswerable v2.0 questions).
+_Asked = tuple[Relation, str, tuple[str, str], str]
+
+
+def _level0(rng: random.Random, world: _World,
+            n_questions: int) -> tuple[list[str], list[_Asked]]:
+  """Each relation once, each about a different person: the asked kind of word is unique."""
+  relations = rng.sample(RELATIONS, max(3, n_questions))
+  people = rng.sample(world.cast, len(relations))
+  sentences = [world.fact(p, r) for p, r in zip(people, relations)]
+  asked = [(r, p, (p, r.name), _absent(rng, world, people))
+           for p, r in zip(people[:n_questions], relations[:n_questions])]
+  return sentences, asked
+
+
+def _level1(rng: random.Random, world: _World,
+            n_questions: int) -> tuple[list[str], list[_Asked]]:
+  """The asked relations stated for every one of three or four people."""
+  relations = rng.sample(RELATIONS, 1 if n_questions <= 2 else 2)
+  people = rng.sample(world.cast, rng.choice((3, 4)))
+  sentences = [world.fact(p, r) for p in people for r in relations]
+  pairs = rng.sample([(p, r) for p in people for r in relations], n_questions)
+  return sentences, [(r, p, (p, r.name), _absent(rng, world, people)) for p, r in pairs]
+
+
+def _level2(rng: random.Random, world: _World,
+            n_questions: int) -> tuple[list[str], list[_Asked]]:
+  """Two pupils and their teachers, all four with the asked relations; ask via the teacher."""
+  i, j = _two_apart(rng, len(world.cast))
+  pupils = [world.cast[i], world.cast[j]]
+  teachers = [world.teacher[p] for p in pupils]
+  relations = rng.sample(RELATIONS, (n_questions + 1) // 2)
+  sentences = [TEACHER_FACT.format(pupil=p, teacher=t) for p, t in zip(pupils, teachers)]
+  sentences += [world.fact(p, r) for p in pupils + teachers for r in relations]
+  pairs = rng.sample([(p, r) for p in pupils for r in relations], n_questions)
+  # Unanswerable: the teacher of a teacher, whom the paragraph does not name.
+  return sentences, [(r, TEACHER_SUBJECT.format(pupil=p), (world.teacher[p], r.name),
+                      TEACHER_SUBJECT.format(pupil=rng.choice(teachers))) for p, r in pairs]
+
+
+def _absent(rng: random.Random, world: _World, present: list[str]) -> str:
+  """A cast member who is not among `present`."""
+  return rng.choice([p for p in world.cast if p not in present])
+
+
 def _two_apart(rng: random.Random, n: int) -> tuple[int, int]:
-  """Two cycle positions whose pupil/mentor pairs (i, i+1), (j, j+1) are four people."""
+  """Two cycle positions whose pupil/teacher pairs (i, i+1), (j, j+1) are four people."""
   i = rng.randrange(n)
   j = rng.choice([k for k in range(n) if (k - i) % n not in (n - 1, 0, 1)])
   return i, j

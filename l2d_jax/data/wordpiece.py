@@ -4,9 +4,10 @@ The demo's experts and rejector are trained from scratch on synthetic data, so
 they need a tokenizer that downloads nothing and whose vocabulary fits that
 data. This builds one with the `tokenizers` library (BERT normalizer and
 pre-tokenizer, a WordPiece model whose vocabulary is learnt from the corpus's
-word counts, `[CLS] A [SEP] B [SEP]` post-processor) and saves it as a directory that both `transformers.AutoTokenizer.from_pretrained(dir)`
-and `tokenizers.Tokenizer.from_file(dir / "tokenizer.json")` load. The same
-corpus always gives the same files.
+word counts, `[CLS] A [SEP] B [SEP]` post-processor) and saves it as a
+directory that both `transformers.AutoTokenizer.from_pretrained(dir)` and
+`tokenizers.Tokenizer.from_file(dir / "tokenizer.json")` load. The same corpus
+always gives the same files.
 """
 
 import collections
@@ -62,7 +63,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 512,
   vocab += words[:vocab_size - len(vocab)]
   tokenizer = tokenizers.Tokenizer(models.WordPiece(
       {token: i for i, token in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100))
-  tokenizer.add_special_tokens(list(SPECIAL_TOKENS))  # already in the vocabulary: marks them special
+  # Already in the vocabulary; this marks them special (kept whole, skipped by decode).
+  tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
   tokenizer.normalizer = normalizer
   tokenizer.pre_tokenizer = pre_tokenizer
   tokenizer.decoder = decoders.WordPiece(prefix="##")
