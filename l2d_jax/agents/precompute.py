@@ -26,6 +26,7 @@ from l2d_jax.data.example import Example
 from l2d_jax.data.features import Features
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.metrics import squad as squad_metric
+from l2d_jax.train import inference
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.finetune import MODEL_INPUTS
 
@@ -42,12 +43,9 @@ class PrecomputeSettings:
 
 
 def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
-  """jit(params, batch) -> logits, best spans and gold NLL per window, replicated."""
-  graphdef, state = nnx.split(model)
+  """`call(global_batch)` -> logits, best spans and gold NLL per window, replicated."""
 
-  def forward(state, batch):
-    model = nnx.merge(graphdef, state, copy=True)
-    model.eval()
+  def window_outputs(model, batch):
     start_BxL, end_BxL = model(*(batch[name] for name in MODEL_INPUTS))
     context_BxL = batch["offsets_FxLx2"][..., 0] >= 0
     spans = decode.window_best_spans(start_BxL, end_BxL, context_BxL, max_answer_len)
@@ -58,11 +56,7 @@ def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
     spans["logits_Fx2xL"] = jnp.stack([start_BxL, end_BxL], axis=1)
     return spans
 
-  replicated = mesh_lib.replicated(mesh)
-  step = jax.jit(forward, in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
-                 out_shardings=replicated)
-  state = mesh_lib.replicate(mesh, state)
-  return lambda batch: step(state, batch)
+  return inference.sharded_apply(model, window_outputs, mesh)
 
 
 def _window_rows(features: Features, rows: slice) -> np.ndarray:
@@ -108,17 +102,10 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
 
 def _run_windows(forward, features: Features, window_rows: np.ndarray, batch_size: int,
                  mesh) -> dict[str, np.ndarray]:
-  """Forward outputs for `window_rows`, in order, padding the last global batch."""
-  outputs = []
-  for lo in range(0, len(window_rows), batch_size):
-    rows = window_rows[lo:lo + batch_size]
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-    local = mesh_lib.local_rows(padded, mesh)
-    batch = {name: getattr(features, name)[local]
-             for name in (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_positions_F")}
-    out = forward(mesh_lib.shard_batch(mesh, batch))
-    outputs.append({k: np.asarray(v)[:len(rows)] for k, v in out.items()})
-  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  """Forward outputs for `window_rows`, in order."""
+  names = (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_positions_F")
+  return inference.in_batches(forward, {n: getattr(features, n)[window_rows] for n in names},
+                              mesh=mesh, batch_size=batch_size)
 
 
 def _write_chunk(writer: store_lib.AgentWriter, c: int, rows: slice, windows: dict,

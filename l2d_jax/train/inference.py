@@ -1,9 +1,10 @@
 """A module applied to every row of a table, in global batches over the mesh.
 
-The rejector's logits, the frozen encoder's pooled features: each is one
-jitted function of (module state, batch) with the batch sharded on `data` and
-the result replicated, run over fixed-size batches (the last one padded, so it
-compiles once) whose rows each process feeds from its own share.
+Precompute's window outputs, the rejector's logits, the frozen encoder's pooled
+features: each is one jitted function of (module state, batch) with the batch
+sharded on `data` and the result replicated (`sharded_apply`, compiled once),
+run over fixed-size batches (the last one padded, so shapes never change) whose
+rows each process feeds from its own share (`in_batches`).
 """
 
 from collections.abc import Callable
@@ -15,12 +16,9 @@ from flax import nnx
 from l2d_jax.train import mesh as mesh_lib
 
 
-def apply_in_batches(model: nnx.Module, fn: Callable[[nnx.Module, dict], jax.Array],
-                     inputs: dict[str, np.ndarray], *, mesh=None,
-                     batch_size: int = 64) -> np.ndarray:
-  """`fn(model, batch)` over all rows of `inputs` (eval mode), concatenated in row order."""
-  mesh = mesh or mesh_lib.make_mesh()
-  batch_size = -(-batch_size // mesh.size) * mesh.size
+def sharded_apply(model: nnx.Module, fn: Callable[[nnx.Module, dict], object], mesh
+                  ) -> Callable[[dict], object]:
+  """`call(global_batch)`: `fn(model, batch)` in eval mode, jitted over `mesh`, replicated out."""
   graphdef, state = nnx.split(model)
 
   def forward(state, batch):
@@ -31,12 +29,26 @@ def apply_in_batches(model: nnx.Module, fn: Callable[[nnx.Module, dict], jax.Arr
   step = jax.jit(forward, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)),
                  out_shardings=mesh_lib.replicated(mesh))
   state = mesh_lib.replicate(mesh, state)
+  return lambda batch: step(state, batch)
+
+
+def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *, mesh,
+               batch_size: int):
+  """`call` over every row of `inputs` (host arrays), outputs (a pytree) concatenated in order."""
+  batch_size = -(-batch_size // mesh.size) * mesh.size
   num_rows = len(next(iter(inputs.values())))
   outputs = []
   for lo in range(0, num_rows, batch_size):
     rows = np.arange(lo, min(lo + batch_size, num_rows))
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
     local = mesh_lib.local_rows(padded, mesh)
-    batch = mesh_lib.shard_batch(mesh, {k: v[local] for k, v in inputs.items()})
-    outputs.append(np.asarray(step(state, batch))[:len(rows)])
-  return np.concatenate(outputs)
+    out = call(mesh_lib.shard_batch(mesh, {k: v[local] for k, v in inputs.items()}))
+    outputs.append(jax.tree.map(lambda x, n=len(rows): np.asarray(x)[:n], out))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
+
+def apply_in_batches(model: nnx.Module, fn: Callable[[nnx.Module, dict], object],
+                     inputs: dict[str, np.ndarray], *, mesh=None, batch_size: int = 64):
+  """`fn(model, batch)` over all rows of `inputs` (eval mode), concatenated in row order."""
+  mesh = mesh or mesh_lib.make_mesh()
+  return in_batches(sharded_apply(model, fn, mesh), inputs, mesh=mesh, batch_size=batch_size)
