@@ -36,7 +36,7 @@ def get_config() -> C.ExperimentConfig:
               C.AgentConfig(name="human", kind="human", annotator=1, fee="3.0")),
       rejector=C.RejectorConfig(backbone="all-MiniLM-L6-v2", num_layers=2, max_seq_len=128),
       costs=C.CostConfig(loss="1-f1", beta_scale=0.1),
-      train=C.TrainConfig(steps=600, batch_size=32,
+      train=C.TrainConfig(steps=300, batch_size=32,
                           optim=OptimConfig(learning_rate=5e-5, warmup_fraction=0.1),
                           eval_every=100, checkpoint_every=100),
       eval=C.EvalConfig(beta_scales=(0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)),

@@ -4,12 +4,13 @@ In frozen-encoder mode the rejector's encoder (and pooler) runs once over every
 question; only the (J+1)-way linear head is trained. K configurations (beta
 scale, alpha, learning rate, u, seed) then train together: one `jax.vmap` over
 the configurations inside one `lax.scan` over steps, compiled once. Each
-configuration keeps its own head, optimizer state, mini-batch order and
-result.
+configuration keeps its own head, optimizer state, mini-batch order (a fresh
+permutation of the questions each epoch, from its seed) and result.
 """
 
 import csv
 import dataclasses
+import functools
 import itertools
 import pathlib
 
@@ -74,44 +75,60 @@ def train_heads(pooled_ExH: np.ndarray, scores: dict[str, np.ndarray], fees_J: n
                 loss: str, points: list[SweepPoint], settings: HeadTraining
                 ) -> tuple[np.ndarray, np.ndarray]:
   """Trains one linear head per point, all at once; returns kernels `[K, H, J]`, biases `[K, J]`."""
-  pooled_ExH = jnp.asarray(pooled_ExH, jnp.float32)
   loss_ExJ = costs_lib.select_loss(loss, em_ExJ=scores["em"], f1_ExJ=scores["f1"],
                                    span_nll_ExJ=scores["span_nll"])
-  fees_J = jnp.asarray(fees_J, jnp.float32)
+  hyper_K = {name: jnp.asarray([getattr(p, name) for p in points], jnp.float32)
+             for name in ("beta_scale", "alpha", "learning_rate", "u")}
+  seeds_K = jnp.asarray([p.seed for p in points], jnp.uint32)
+  kernels_KxHxJ, biases_KxJ = _train_heads(
+      jnp.asarray(pooled_ExH, jnp.float32), jnp.asarray(loss_ExJ, jnp.float32),
+      jnp.asarray(fees_J, jnp.float32), hyper_K, seeds_K, steps=settings.steps,
+      batch_size=min(settings.batch_size, len(pooled_ExH)), weight_decay=settings.weight_decay)
+  return np.asarray(kernels_KxHxJ), np.asarray(biases_KxJ)
+
+
+@functools.partial(jax.jit, static_argnames=("steps", "batch_size", "weight_decay"))
+def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, *, steps: int, batch_size: int,
+                 weight_decay: float):
+  """The compiled sweep: vmap over configurations of a `lax.scan` over steps.
+
+  Compiled once per shape and settings, so sweeps of the same size (and the
+  one-configuration calls of a sequential loop) reuse the program. Mini-batches
+  walk through a fresh permutation of the questions each epoch, drawn from the
+  configuration's seed before the scan, so a step only gathers its rows.
+  """
   num_examples, hidden = pooled_ExH.shape
   num_agents = loss_ExJ.shape[1]
-  batch = min(settings.batch_size, num_examples)
-  tx = optax.inject_hyperparams(optax.adamw)(learning_rate=1.0, weight_decay=settings.weight_decay)
-  hp = {name: jnp.asarray([getattr(p, name) for p in points], jnp.float32)
-        for name in ("beta_scale", "alpha", "learning_rate", "u")}
-  seeds = jnp.asarray([p.seed for p in points], jnp.uint32)
+  epochs = -(-steps * batch_size // num_examples)
+  tx = optax.inject_hyperparams(optax.adamw)(learning_rate=1.0, weight_decay=weight_decay)
 
   def train_one(beta_scale, alpha, learning_rate, u, seed):
-    key = jax.random.key(seed)
-    params = {"kernel": 0.02 * jax.random.normal(key, (hidden, num_agents)),
+    init_key, order_key = jax.random.split(jax.random.key(seed))
+    params = {"kernel": 0.02 * jax.random.normal(init_key, (hidden, num_agents)),
               "bias": jnp.zeros(num_agents)}
     opt_state = tx.init(params)
     opt_state.hyperparams["learning_rate"] = learning_rate
     costs_ExJ = alpha * loss_ExJ + beta_scale * fees_J
+    order = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
+        jax.random.split(order_key, epochs)).reshape(-1)
+    rows_TxB = order[:steps * batch_size].reshape(steps, batch_size)
 
-    def step(carry, t):
+    def step(carry, rows_B):
       params, opt_state = carry
-      rows = jax.random.choice(jax.random.fold_in(key, t), num_examples, (batch,), replace=False)
 
       def objective(params):
-        logits_BxJ = pooled_ExH[rows] @ params["kernel"] + params["bias"]
-        return surrogate.mean_comp_sum_loss(logits_BxJ, costs_ExJ[rows], u)
+        logits_BxJ = pooled_ExH[rows_B] @ params["kernel"] + params["bias"]
+        return surrogate.mean_comp_sum_loss(logits_BxJ, costs_ExJ[rows_B], u)
 
       value, grads = jax.value_and_grad(objective)(params)
       updates, opt_state = tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), value
 
-    (params, _), _ = jax.lax.scan(step, (params, opt_state), jnp.arange(settings.steps))
+    (params, _), _ = jax.lax.scan(step, (params, opt_state), rows_TxB)
     return params["kernel"], params["bias"]
 
-  kernels, biases = jax.jit(jax.vmap(train_one))(hp["beta_scale"], hp["alpha"],
-                                                 hp["learning_rate"], hp["u"], seeds)
-  return np.asarray(kernels), np.asarray(biases)
+  return jax.vmap(train_one)(hyper_K["beta_scale"], hyper_K["alpha"], hyper_K["learning_rate"],
+                             hyper_K["u"], seeds_K)
 
 
 def evaluate_heads(pooled_ExH: np.ndarray, data: RejectorData, fees_J: np.ndarray, loss: str,
