@@ -32,6 +32,7 @@ class DataConfig:
   max_evidence_chars: int = 4000  # TriviaQA evidence truncation
   synthetic_seed: int = 0
   synthetic_articles: int = 96
+  synthetic_annotators: int = 1   # >1: extra human annotations (for a human agent)
   max_examples: int = 0           # 0 = all; >0 keeps the first N of each split (smoke runs)
 
 

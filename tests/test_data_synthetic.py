@@ -48,8 +48,9 @@ def test_level_mix_is_exact_and_returned_by_id():
                                      questions_per_paragraph=2, level_mix=(0.5, 0.25, 0.25))
   data = synthetic.generate(config)
   levels = synthetic.difficulty_by_id(data)
-  assert len(levels) == 16 * 4 * 2
-  assert collections.Counter(levels.values()) == {0: 64, 1: 32, 2: 32}
+  # 32 level-0 paragraphs of one question, 16 + 16 others of two.
+  assert len(levels) == 32 + 16 * 2 * 2
+  assert collections.Counter(levels.values()) == {0: 32, 1: 32, 2: 32}
   only_hops = synthetic.generate(dataclasses.replace(config, level_mix=(0, 0, 1)))
   assert set(synthetic.difficulty_by_id(only_hops).values()) == {2}
 
@@ -71,8 +72,9 @@ def test_levels_have_the_promised_structure():
     answer = qa["answers"][0]["text"]
     assert answer in values, qa["id"]
     if qa["difficulty"] == 0:
-      # The only value of the asked kind: type matching finds it.
-      assert values == [answer] and "teacher" not in qa["question"], qa["id"]
+      # The paragraph's only value word: spotting a value finds it.
+      every_value = [v for r in synthetic.RELATIONS for v in _values_in(context, r)]
+      assert every_value == [answer] and "teacher" not in qa["question"], qa["id"]
     elif qa["difficulty"] == 1:
       # Several values of the asked kind: the question's person picks one.
       person = qa["question"].split()[-2]
@@ -105,6 +107,25 @@ def test_v2_unanswerable_questions_ask_about_someone_the_context_does_not_descri
       person = qa["question"].split()[-2]
       assert f"{person} {relation.fact.split()[1]}" not in context, qa["id"]
   assert all("is_impossible" not in qa for _, _, qa in _qas(synthetic.generate(SMALL)))
+
+
+def test_extra_annotators_repeat_the_answer_or_slip_to_the_person():
+  config = dataclasses.replace(SMALL, n_articles=40, annotators=3, annotator_error_rate=0.2)
+  slips = total = 0
+  for _, context, qa in _qas(synthetic.generate(config)):
+    gold, *others = qa["answers"]
+    assert len(others) == 2, qa["id"]
+    for other in others:
+      start = other["answer_start"]
+      assert context[start:start + len(other["text"])] == other["text"], qa["id"]
+      total += 1
+      if other != gold:
+        slips += 1
+        sentence = context[start:context.index(".", start) + 1]
+        assert gold["text"] in sentence and sentence.startswith(other["text"]), qa["id"]
+  assert total > 200 and 0.15 < slips / total < 0.25
+  with pytest.raises(ValueError, match="annotators"):
+    synthetic.SyntheticConfig(annotators=0)
 
 
 def test_config_rejects_bad_values():

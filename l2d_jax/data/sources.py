@@ -67,7 +67,8 @@ def load_splits(config: DataConfig, workdir: str | pathlib.Path) -> Splits:
 
 def _synthetic(config: DataConfig, out_dir: pathlib.Path) -> Splits:
   generator = synthetic.SyntheticConfig(
-      seed=config.synthetic_seed, n_articles=config.synthetic_articles)
+      seed=config.synthetic_seed, n_articles=config.synthetic_articles,
+      annotators=config.synthetic_annotators)
   paths = synthetic.write_dataset(generator, out_dir)
   tokenizer_dir = out_dir / "tokenizer"
   if not (tokenizer_dir / "tokenizer.json").exists():

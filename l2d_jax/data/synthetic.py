@@ -1,22 +1,28 @@
-"""Seeded synthetic extractive QA in SQuAD JSON, with difficulty levels that need depth.
+"""Seeded synthetic extractive QA in SQuAD JSON, with difficulty levels and human annotations.
 
-The demo and the tests need QA data that downloads nothing and on which small
-models of different depth are right on different, predictable questions (else
-there is nothing for a rejector to route). Each article is a small world: a cast
+The demo and the tests need QA data that downloads nothing and on which the
+agents are right on different, predictable questions (else there is nothing
+for a rejector to route). Each article is a small world: a cast
 of invented people, each with a home town, a job, an object, a pet and a teacher
 (another cast member). Each paragraph states some of these facts, one short
 sentence each, and asks questions of one difficulty level:
 
-- level 0: every relation is stated once, so the answer is the only word of the
-  asked kind ("Where does Baran live?" with one town in the context): matching
-  the question's relation word to a kind of word is enough (one layer);
-- level 1: the asked relation is stated for three or four people, so the answer
-  is the value three words after the question's person (entity matching and a
-  positional binding);
+- level 0: the paragraph states one value (the rest are teacher facts), so
+  the answer is the only value word there ("Where does Baran live?" with one
+  town and no other value): spotting a value word is enough, which even a
+  model trained for a minute learns;
+- level 1: three or four people, each with one or two relations, so the answer
+  is the value of the asked kind three words after the question's person
+  (relation matching and a positional binding);
 - level 2: a hop through a teacher fact ("Where does the teacher of Baran
   live?" with "Baran learns from Kedel. Kedel lives in Ashholt.", and the homes
   of Baran, of another pupil and of that pupil's teacher to mislead).
 
+Small models trained for the demo's few minutes master level 0 and are near
+chance above it, so an accurate but costly agent is worth consulting only
+there: `annotators` > 1 writes extra human annotations (annotator k > 0 slips
+with probability `annotator_error_rate` and marks the person instead of the
+value), from which the human agent is scored leave-one-out as on SQuAD.
 Levels show in the question's form ("the teacher of") and in the context's
 (a relation stated once or several times), so a rejector can learn to route.
 The level is stored in each qa record under `"difficulty"` (SQuAD readers
@@ -81,7 +87,8 @@ class SyntheticConfig:
   `level_mix` weighs levels 0, 1, 2; paragraphs (and so questions) are split
   between levels in exactly these proportions, up to rounding. With
   `version="2.0"`, each question is unanswerable with probability
-  `unanswerable_rate`.
+  `unanswerable_rate`. Level-0 paragraphs ask one question, the others
+  `questions_per_paragraph`.
   """
   seed: int = 0
   n_articles: int = 64
@@ -91,6 +98,8 @@ class SyntheticConfig:
   version: str = "1.1"
   unanswerable_rate: float = 0.25
   cast_size: int = 8
+  annotators: int = 1
+  annotator_error_rate: float = 0.1
 
   def __post_init__(self):
     if self.version not in ("1.1", "2.0"):
@@ -102,6 +111,9 @@ class SyntheticConfig:
     largest = min(len(PERSONS), *(len(r.values) for r in RELATIONS))
     if not 6 <= self.cast_size <= largest:
       raise ValueError(f"cast_size must be in 6..{largest}, got {self.cast_size}")
+    if self.annotators < 1 or not 0.0 <= self.annotator_error_rate <= 1.0:
+      raise ValueError(f"need annotators >= 1 and annotator_error_rate in [0, 1], got "
+                       f"{self.annotators}, {self.annotator_error_rate}")
     if not 0.0 <= self.unanswerable_rate <= 1.0:
       raise ValueError(f"unanswerable_rate must be in [0, 1], got {self.unanswerable_rate}")
 
@@ -173,13 +185,16 @@ _Asked = tuple[Relation, str, tuple[str, str], str]
 
 def _level0(rng: random.Random, world: _World,
             n_questions: int) -> tuple[list[str], list[_Asked]]:
-  """Each relation once, each about a different person: the asked kind of word is unique."""
-  relations = rng.sample(RELATIONS, max(3, n_questions))
-  people = rng.sample(world.cast, len(relations))
-  sentences = [world.fact(p, r) for p, r in zip(people, relations)]
-  asked = [(r, p, (p, r.name), _absent(rng, world, people))
-           for p, r in zip(people[:n_questions], relations[:n_questions])]
-  return sentences, asked
+  """One fact among teacher facts: the answer is the paragraph's only value word."""
+  del n_questions  # one value, so one question
+  relation = rng.choice(RELATIONS)
+  i, j = _two_apart(rng, len(world.cast))
+  person = world.cast[i]
+  pupils = [world.cast[j], world.cast[(j + 1) % len(world.cast)]]
+  sentences = [world.fact(person, relation)]
+  sentences += [TEACHER_FACT.format(pupil=p, teacher=world.teacher[p]) for p in pupils]
+  return sentences, [(relation, person, (person, relation.name),
+                      _absent(rng, world, [person] + pupils + [world.teacher[pupils[1]]]))]
 
 
 def _level1(rng: random.Random, world: _World,
@@ -219,8 +234,8 @@ def _two_apart(rng: random.Random, n: int) -> tuple[int, int]:
   return i, j
 
 
-def _render(qid_prefix: str, world: _World, sentences: list[str],
-            questions: list[_Question], version: str) -> dict[str, Any]:
+def _render(rng: random.Random, qid_prefix: str, world: _World, sentences: list[str],
+            questions: list[_Question], config: SyntheticConfig) -> dict[str, Any]:
   """A SQuAD paragraph dict; answer offsets come from where each fact sentence was placed."""
   context, sentence_start = "", {}
   for sentence in sentences:
@@ -237,7 +252,11 @@ def _render(qid_prefix: str, world: _World, sentences: list[str],
       value = world.values[name][person]
       start = sentence_start[sentence] + sentence.rindex(value)
       qa["answers"] = [{"text": value, "answer_start": start}]
-    if version == "2.0":
+      for _ in range(config.annotators - 1):
+        slipped = rng.random() < config.annotator_error_rate
+        qa["answers"].append({"text": person, "answer_start": sentence_start[sentence]}
+                             if slipped else {"text": value, "answer_start": start})
+    if config.version == "2.0":
       qa["is_impossible"] = q.answer is None
     qa["difficulty"] = q.level
     qas.append(qa)
@@ -259,8 +278,8 @@ def generate(config: SyntheticConfig) -> dict[str, Any]:
       level = levels[a * config.paragraphs_per_article + p]
       sentences, questions = _paragraph(rng, world, level, config.questions_per_paragraph,
                                         unanswerable_rate)
-      paragraphs.append(_render(f"s{config.seed}-a{a:04d}-p{p}", world, sentences, questions,
-                                config.version))
+      paragraphs.append(_render(rng, f"s{config.seed}-a{a:04d}-p{p}", world, sentences,
+                                questions, config))
     articles.append({"title": f"synthetic_{a:04d}", "paragraphs": paragraphs})
   return {"version": "v2.0" if config.version == "2.0" else "1.1", "data": articles}
 

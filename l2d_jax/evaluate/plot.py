@@ -61,7 +61,7 @@ def tradeoff_figure(report: dict) -> Figure:
   ax.set_title(f"Accuracy against cost: rejector and baselines "
                f"({meta['num_questions']} test questions)")
   ax.grid(True, alpha=0.3)
-  ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+  ax.legend(loc="best", fontsize=8, framealpha=0.9)
   return fig
 
 
