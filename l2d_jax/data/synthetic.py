@@ -23,8 +23,10 @@ chance above it, so an accurate but costly agent is worth consulting only
 there: `annotators` > 1 writes extra human annotations (annotator k > 0 slips
 with probability `annotator_error_rate` and marks the person instead of the
 value), from which the human agent is scored leave-one-out as on SQuAD.
+
 Levels show in the question's form ("the teacher of") and in the context's
-(a relation stated once or several times), so a rejector can learn to route.
+(one value among teacher facts, or several people with values), so a rejector
+can learn to route.
 The level is stored in each qa record under `"difficulty"` (SQuAD readers
 ignore unknown keys) and read back by `difficulty_by_id`. With version "2.0", a
 share of the questions asks about someone the paragraph says nothing of

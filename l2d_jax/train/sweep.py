@@ -70,6 +70,7 @@ class HeadTraining:
   steps: int = 300
   batch_size: int = 256
   weight_decay: float = 0.0
+  data_seed: int = 0  # the mini-batch order, shared by every configuration
 
 
 def train_heads(pooled_ExH: np.ndarray, scores: dict[str, np.ndarray], fees_J: np.ndarray,
@@ -83,14 +84,15 @@ def train_heads(pooled_ExH: np.ndarray, scores: dict[str, np.ndarray], fees_J: n
   seeds_K = jnp.asarray([p.seed for p in points], jnp.uint32)
   kernels_KxHxJ, biases_KxJ = _train_heads(
       jnp.asarray(pooled_ExH, jnp.float32), jnp.asarray(loss_ExJ, jnp.float32),
-      jnp.asarray(fees_J, jnp.float32), hyper_K, seeds_K, steps=settings.steps,
+      jnp.asarray(fees_J, jnp.float32), hyper_K, seeds_K, jax.random.key(settings.data_seed),
+      steps=settings.steps,
       batch_size=min(settings.batch_size, len(pooled_ExH)), weight_decay=settings.weight_decay)
   return np.asarray(kernels_KxHxJ), np.asarray(biases_KxJ)
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "batch_size", "weight_decay"))
-def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, *, steps: int, batch_size: int,
-                 weight_decay: float):
+def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, order_key, *, steps: int,
+                 batch_size: int, weight_decay: float):
   """The compiled sweep: one `lax.scan` over steps that updates all K heads at once.
 
   Every configuration sees the same mini-batches (a fresh permutation of the
@@ -106,7 +108,7 @@ def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, *, steps: int, 
   num_agents = loss_ExJ.shape[1]
   epochs = -(-steps * batch_size // num_examples)
   order = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
-      jax.random.split(jax.random.key(0), epochs)).reshape(-1)
+      jax.random.split(order_key, epochs)).reshape(-1)
   rows_TxB = order[:steps * batch_size].reshape(steps, batch_size)
   params = {
       "kernel": jax.vmap(lambda s: 0.02 * jax.random.normal(jax.random.key(s),
