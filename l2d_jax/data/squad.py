@@ -8,7 +8,7 @@ that does not match its answer text, and empty contexts or questions, are
 skipped and counted in `SquadData.skips` (or raise, with `strict=True`).
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 import dataclasses
 import json
 import os
@@ -171,38 +171,53 @@ class _Reader:
     self.has_is_impossible |= "is_impossible" in qa
     is_impossible = _get(qa, "is_impossible", bool, **where) if "is_impossible" in qa else False
     no_evidence = _get(qa, "no_evidence", bool, **where) if "no_evidence" in qa else False
-    if is_impossible and raw_answers:
-      raise DataError("an unanswerable question has answers", **where, field="answers")
-    if not context.strip():
-      self.skips.skip(SKIP_EMPTY_CONTEXT, f"{qid} in {title!r}")
-      return
-    if not question.strip():
-      self.skips.skip(SKIP_EMPTY_QUESTION, f"{qid} in {title!r}")
-      return
-    answers = []
-    for index, raw in enumerate(raw_answers):
-      text = _get(raw, "text", str, **where, field_prefix=f"answers[{index}].")
-      start = _get(raw, "answer_start", int, **where, field_prefix=f"answers[{index}].")
-      if text and 0 <= start and context[start:start + len(text)] == text:
-        answers.append(Answer(text, start))
-        continue
-      found = context[max(start, 0):max(start, 0) + len(text)]
-      self._skip_or_raise(SKIP_ANSWER_MISMATCH, f"{qid} answer {index}",
-                          f"answer_start {start} does not match answer text {text!r} "
-                          f"(the context there reads {found!r})", where, f"answers[{index}]")
-    if not is_impossible and not answers:
-      self._skip_or_raise(SKIP_NO_VALID_ANSWER, f"{qid} in {title!r}",
-                          "answerable question without a valid answer", where, "answers")
-      return
-    self.examples.append(Example(qid, title, context, question, tuple(answers),
-                                 is_impossible=is_impossible, no_evidence=no_evidence))
+    answers = [(_get(raw, "text", str, **where, field_prefix=f"answers[{index}]."),
+                _get(raw, "answer_start", int, **where, field_prefix=f"answers[{index}]."))
+               for index, raw in enumerate(raw_answers)]
+    example = checked_example(where, context, question, answers, is_impossible=is_impossible,
+                              no_evidence=no_evidence, skips=self.skips, strict=self.strict)
+    if example is not None:
+      self.examples.append(example)
 
-  def _skip_or_raise(self, reason: str, sample: str, message: str, where: dict,
-                     field: str) -> None:
-    """Counts a skip, or raises it as a `DataError` when reading strictly."""
-    if self.strict:
-      raise DataError(message, **where, field=field)
-    self.skips.skip(reason, sample)
+
+def checked_example(where: dict[str, str], context: str, question: str,
+                    answers: Sequence[tuple[str, int]], *, is_impossible: bool,
+                    skips: SkipReport, no_evidence: bool = False,
+                    strict: bool = False) -> Example | None:
+  """One question as an `Example` after the checks every SQuAD-layout reader applies.
+
+  `where` names the record (`file`, `article`, `qid`) and `answers` are its
+  (text, answer_start) pairs. An unanswerable question with answers raises a
+  `DataError`. Empty contexts and questions, answers whose text is not found
+  at their offset, and answerable questions left without a valid answer are
+  counted in `skips` and give None; with `strict=True` the last two raise.
+  """
+  qid, title = where["qid"], where["article"]
+  if is_impossible and answers:
+    raise DataError("an unanswerable question has answers", **where, field="answers")
+  if not context.strip():
+    skips.skip(SKIP_EMPTY_CONTEXT, f"{qid} in {title!r}")
+    return None
+  if not question.strip():
+    skips.skip(SKIP_EMPTY_QUESTION, f"{qid} in {title!r}")
+    return None
+  valid = []
+  for index, (text, start) in enumerate(answers):
+    if text and 0 <= start and context[start:start + len(text)] == text:
+      valid.append(Answer(text, start))
+      continue
+    if strict:
+      found = context[max(start, 0):max(start, 0) + len(text)]
+      raise DataError(f"answer_start {start} does not match answer text {text!r} "
+                      f"(the context there reads {found!r})", **where, field=f"answers[{index}]")
+    skips.skip(SKIP_ANSWER_MISMATCH, f"{qid} answer {index}")
+  if not is_impossible and not valid:
+    if strict:
+      raise DataError("answerable question without a valid answer", **where, field="answers")
+    skips.skip(SKIP_NO_VALID_ANSWER, f"{qid} in {title!r}")
+    return None
+  return Example(qid, title, context, question, tuple(valid), is_impossible=is_impossible,
+                 no_evidence=no_evidence)
 
 
 def _get(record: Any, key: str, kind: type, *, file: str, article: str | None = None,

@@ -62,7 +62,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
 from l2d_jax.data import squad
-from l2d_jax.data.example import Answer, DataError, Example, SkipReport
+from l2d_jax.data.example import DataError, Example, SkipReport
 from l2d_jax.data.triviaqa import (DEFAULT_MAX_EVIDENCE_CHARS, Evidence, answer_aliases,
                                    evidence_examples, no_evidence_summary, unique_pairs)
 
@@ -213,30 +213,15 @@ def _squad_examples(records: Iterator[dict[str, Any]], where: str,
     if qid in seen:
       raise DataError("duplicate question id", **located, field="id")
     seen.add(qid)
-    context = _text(record["context"], where, qid, "context")
-    question = _text(record["question"], where, qid, "question")
-    is_impossible = bool(record.get("is_impossible", False))
     texts, starts = record["answers"]["text"], record["answers"]["answer_start"]
-    if is_impossible and len(texts):
-      raise DataError("an unanswerable question has answers", **located, field="answers")
-    if not context.strip():
-      skips.skip(squad.SKIP_EMPTY_CONTEXT, f"{qid} in {title!r}")
-      continue
-    if not question.strip():
-      skips.skip(squad.SKIP_EMPTY_QUESTION, f"{qid} in {title!r}")
-      continue
-    answers = []
-    for index, (raw_text, start) in enumerate(zip(texts, starts)):
-      text, start = _text(raw_text, where, qid, f"answers.text[{index}]"), int(start)
-      if text and 0 <= start and context[start:start + len(text)] == text:
-        answers.append(Answer(text, start))
-      else:
-        skips.skip(squad.SKIP_ANSWER_MISMATCH, f"{qid} answer {index}")
-    if not is_impossible and not answers:
-      skips.skip(squad.SKIP_NO_VALID_ANSWER, f"{qid} in {title!r}")
-      continue
-    examples.append(Example(qid, title, context, question, tuple(answers),
-                            is_impossible=is_impossible))
+    answers = [(_text(text, where, qid, f"answers.text[{index}]"), int(start))
+               for index, (text, start) in enumerate(zip(texts, starts))]
+    example = squad.checked_example(
+        located, _text(record["context"], where, qid, "context"),
+        _text(record["question"], where, qid, "question"), answers,
+        is_impossible=bool(record.get("is_impossible", False)), skips=skips)
+    if example is not None:
+      examples.append(example)
   return examples
 
 
