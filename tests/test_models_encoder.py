@@ -9,6 +9,7 @@ import pytest
 import transformers
 from flax import nnx
 
+from l2d_jax.models import encoder as encoder_lib
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.encoder import Attention, Encoder, position_ids
 from l2d_jax.models.heads import SequenceClassifier
@@ -200,3 +201,17 @@ def test_bf16_compute_stays_close_to_fp32():
   assert logits_bf16.dtype == jnp.float32 and logits_bf16.shape == (2, 3)
   np.testing.assert_allclose(logits_bf16, logits_fp32, atol=0.1)
   assert np.abs(np.asarray(logits_bf16 - logits_fp32)).max() > 0  # really computed in bf16
+
+
+def test_per_example_attention_drops_what_batched_attention_drops():
+  """The CPU path (one example at a time) and the batched path share one dropout mask."""
+  keys = jax.random.split(jax.random.key(2), 3)
+  query, key, value = (jax.random.normal(k, (3, 9, 2, 4)) for k in keys)
+  mask_Bx1x1xL = jnp.asarray([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7], bool)[:, None, None]
+  dropout = (jnp.uint32(12345), 0.3)
+  batched = encoder_lib._attention_batched(query, key, value, mask_Bx1x1xL, dropout)
+  per_example = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL, dropout)
+  np.testing.assert_allclose(per_example, batched, atol=1e-5)
+  no_dropout = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL)
+  assert np.abs(np.asarray(per_example - no_dropout)).max() > 1e-2
+

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from l2d_jax.models.config import EncoderConfig
+from l2d_jax.models.dropout import Dropout
 from l2d_jax.models.encoder import Encoder, Pooler, dense
 
 
@@ -41,7 +42,7 @@ class SequenceClassifier(nnx.Module):
     self.num_labels = num_labels
     self.encoder = Encoder(config, rngs=rngs)
     self.pooler = Pooler(config, rngs=rngs)
-    self.dropout = nnx.Dropout(config.classifier_dropout, rngs=rngs)
+    self.dropout = Dropout(config.classifier_dropout, rngs=rngs)
     self.classifier = dense(config, config.hidden_size, num_labels, rngs=rngs)
 
   def __call__(self, input_ids_BxL: jax.Array, attention_mask_BxL: jax.Array | None = None,
