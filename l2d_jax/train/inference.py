@@ -8,6 +8,7 @@ rows each process feeds from its own share (`in_batches`).
 """
 
 from collections.abc import Callable
+import functools
 
 import jax
 import numpy as np
@@ -18,18 +19,29 @@ from l2d_jax.train import mesh as mesh_lib
 
 def sharded_apply(model: nnx.Module, fn: Callable[[nnx.Module, dict], object], mesh
                   ) -> Callable[[dict], object]:
-  """`call(global_batch)`: `fn(model, batch)` in eval mode, jitted over `mesh`, replicated out."""
+  """`call(global_batch)`: `fn(model, batch)` in eval mode, jitted over `mesh`, replicated out.
+
+  The jitted function is cached per (model structure, `fn`, mesh), so evaluating
+  new weights of the same model (every N training steps) does not recompile,
+  as long as `fn` is the same function object (define it at module level).
+  """
   graphdef, state = nnx.split(model)
+  step = _jitted_apply(graphdef, fn, mesh)
+  state = mesh_lib.replicate(mesh, state)
+  return lambda batch: step(state, batch)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_apply(graphdef, fn: Callable[[nnx.Module, dict], object], mesh):
+  """The jitted `(state, batch) -> fn(model, batch)` for one model structure on one mesh."""
 
   def forward(state, batch):
     model = nnx.merge(graphdef, state, copy=True)
     model.eval()
     return fn(model, batch)
 
-  step = jax.jit(forward, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)),
+  return jax.jit(forward, in_shardings=(mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)),
                  out_shardings=mesh_lib.replicated(mesh))
-  state = mesh_lib.replicate(mesh, state)
-  return lambda batch: step(state, batch)
 
 
 def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *, mesh,

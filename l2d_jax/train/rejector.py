@@ -118,8 +118,12 @@ def rejector_loss(spec: CostSpec, u: float):
 def predict_logits(model: nnx.Module, inputs: dict[str, np.ndarray], *, mesh=None,
                    batch_size: int = 64) -> np.ndarray:
   """Rejector logits `[E, J]` for every row of `inputs`, batched over the mesh."""
-  return inference.apply_in_batches(model, lambda m, batch: m(*(batch[k] for k in INPUTS)),
-                                    inputs, mesh=mesh, batch_size=batch_size)
+  return inference.apply_in_batches(model, _logits, inputs, mesh=mesh, batch_size=batch_size)
+
+
+def _logits(model: nnx.Module, batch: dict) -> jax.Array:
+  """The rejector's logits on one batch (module level: compiled once per model shape)."""
+  return model(*(batch[k] for k in INPUTS))
 
 
 def allocation_metrics(logits_ExJ: np.ndarray, data: RejectorData, spec: CostSpec) -> dict:

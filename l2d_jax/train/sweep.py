@@ -57,12 +57,12 @@ def grid(**axes) -> list[SweepPoint]:
 def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *, mesh=None,
                     batch_size: int = 64) -> np.ndarray:
   """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode)."""
+  return inference.apply_in_batches(model, _pooled, inputs, mesh=mesh, batch_size=batch_size)
 
-  def pooled(model, batch):
-    hidden_BxLxH = model.encoder(*(batch[k] for k in INPUTS))
-    return model.pooler(hidden_BxLxH[:, 0])
 
-  return inference.apply_in_batches(model, pooled, inputs, mesh=mesh, batch_size=batch_size)
+def _pooled(model: SequenceClassifier, batch: dict) -> jax.Array:
+  """The pooled [CLS] state of one batch (module level: compiled once per model shape)."""
+  return model.pooler(model.encoder(*(batch[k] for k in INPUTS))[:, 0])
 
 
 @dataclasses.dataclass(frozen=True)
