@@ -186,6 +186,15 @@ def test_empty_contexts_and_questions_are_counted_skips(tmp_path):
   assert "2 x empty context (e.g. q1 in 'Cats', q2 in 'Cats')" in data.skips.summary()
 
 
+def test_a_malformed_field_is_an_error_even_where_the_question_would_be_skipped(tmp_path):
+  document = _tiny()
+  document["data"][0]["paragraphs"][0]["context"] = " "
+  _qas(document)[1]["answers"][0]["answer_start"] = "4"
+  with pytest.raises(DataError, match=r"expected int, got str .*question id 'q2', "
+                     r"field 'answers\[0\].answer_start'"):
+    squad.read_squad(_write(tmp_path, document))
+
+
 def test_duplicate_question_ids_name_both_places(tmp_path):
   document = _tiny()
   _qas(document, 1)[0]["id"] = "q1"

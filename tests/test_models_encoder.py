@@ -214,4 +214,3 @@ def test_per_example_attention_drops_what_batched_attention_drops():
   np.testing.assert_allclose(per_example, batched, atol=1e-5)
   no_dropout = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL)
   assert np.abs(np.asarray(per_example - no_dropout)).max() > 1e-2
-

@@ -11,6 +11,7 @@ same store.
 """
 
 import dataclasses
+import functools
 import pathlib
 
 import jax
@@ -44,6 +45,12 @@ class PrecomputeSettings:
 
 def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
   """`call(global_batch)` -> logits, best spans and gold NLL per window, replicated."""
+  return inference.sharded_apply(model, _window_outputs_fn(max_answer_len), mesh)
+
+
+@functools.cache
+def _window_outputs_fn(max_answer_len: int):
+  """`window_outputs(model, batch)`, one function object per answer length (so jit caches it)."""
 
   def window_outputs(model, batch):
     start_BxL, end_BxL = model(*(batch[name] for name in MODEL_INPUTS))
@@ -56,7 +63,7 @@ def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
     spans["logits_Fx2xL"] = jnp.stack([start_BxL, end_BxL], axis=1)
     return spans
 
-  return inference.sharded_apply(model, window_outputs, mesh)
+  return window_outputs
 
 
 def _window_rows(features: Features, rows: slice) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 Every SQuAD-format file in the project (the real dev sets, the synthetic corpus,
 prediction and split files) goes through here, so that bad input is caught in
-one place: malformed JSON, bytes that are not UTF-8, missing fields and
-duplicate question ids raise a `DataError` that says where; an `answer_start`
-that does not match its answer text, and empty contexts or questions, are
-skipped and counted in `SquadData.skips` (or raise, with `strict=True`).
+one place: malformed JSON, bytes that are not UTF-8, missing fields, fields of
+the wrong type and duplicate question ids raise a `DataError` that says where,
+also in a question that would otherwise be skipped; empty contexts or
+questions, and an `answer_start` that does not match its answer text, are
+skipped and counted in `SquadData.skips` (the latter raise with `strict=True`).
 """
 
 from collections.abc import Collection, Iterable, Sequence
@@ -187,10 +188,12 @@ def checked_example(where: dict[str, str], context: str, question: str,
   """One question as an `Example` after the checks every SQuAD-layout reader applies.
 
   `where` names the record (`file`, `article`, `qid`) and `answers` are its
-  (text, answer_start) pairs. An unanswerable question with answers raises a
-  `DataError`. Empty contexts and questions, answers whose text is not found
-  at their offset, and answerable questions left without a valid answer are
-  counted in `skips` and give None; with `strict=True` the last two raise.
+  (text, answer_start) pairs, already parsed (a malformed field is an error
+  before any skip). An unanswerable question with answers raises a
+  `DataError`. An empty context or question gives None, counted in `skips`; so
+  does an answerable question left without a valid answer; each answer whose
+  text is not found at its offset is dropped and counted. With `strict=True`
+  the answer checks raise instead.
   """
   qid, title = where["qid"], where["article"]
   if is_impossible and answers:

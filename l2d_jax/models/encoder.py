@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from l2d_jax.models.config import ACTIVATIONS, EncoderConfig
-from l2d_jax.models.dropout import Dropout, apply_mask, draw_seed, keep_mask
+from l2d_jax.models.dropout import Dropout, apply_mask, check_stream, draw_seed, keep_mask
 
 
 def dense(config: EncoderConfig, in_features: int, out_features: int, *,
@@ -149,6 +149,8 @@ def _attention_per_example(query_BxLxNxD: jax.Array, key_BxLxNxD: jax.Array,
   """
   scale = 1.0 / math.sqrt(query_BxLxNxD.shape[-1])
   batch, length, heads, _ = query_BxLxNxD.shape
+  if dropout is not None:
+    check_stream(batch * heads * length * length)
 
   def one(args):
     query_LxNxD, key_LxNxD, value_LxNxD, mask_1x1xL, b = args
