@@ -121,21 +121,22 @@ def test_random_allocation_sampled_draws():
 
 def test_cascade_at_given_thresholds():
   table = make_table()
-  assert baselines.default_expert(table) == 1  # b: the cheapest agent other than a
-  low, mid = baselines.cascade(CONF_E, table, np.array([0.4, 0.5]))
+  low, mid, _, _ = baselines.cascade(CONF_E, table, np.array([0.4, 0.5]))  # b first, then c
   # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4.
   assert_close(mid, {
-      "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6, "fee": (3 * 0.1 + 3 * 0.4) / 6,
+      "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6, "fee": (3 * 0.1 + 3 * 0.4) / 6,
       "flops": 15 / 6, "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05) / 6,
       "shares": {"a": 0.5, "b": 0.5, "c": 0.0}})
   # >= 0.4 is inclusive: a also keeps q2 (confidence 0.4).
   assert_close(low["f1"], 3.5 / 6)
   assert_close(low["shares"], {"a": 4 / 6, "b": 2 / 6, "c": 0.0})
-  (to_c,) = baselines.cascade(CONF_E, table, np.array([0.5]), expert=2)
+  (to_c,) = baselines.cascade(CONF_E, table, np.array([0.5]), experts=[2])
+  assert to_c["expert"] == "c"
   assert_close(to_c["f1"], 4.5 / 6)
   assert_close(to_c["fee"], (3 * 0.1 + 3 * 1.0) / 6)
-  with pytest.raises(ValueError, match="expert"):
-    baselines.cascade(CONF_E, table, np.array([0.5]), expert=0)
+  assert_close(baselines.cascade(CONF_E, table, np.array([0.5]))[1], to_c)
+  with pytest.raises(ValueError, match="experts"):
+    baselines.cascade(CONF_E, table, np.array([0.5]), experts=[0])
 
 
 def test_cascade_default_thresholds_span_main_only_to_expert_only():
@@ -143,9 +144,10 @@ def test_cascade_default_thresholds_span_main_only_to_expert_only():
   np.testing.assert_allclose(thresholds[:3], [0.1, 0.5, 0.9])
   assert 0.9 < thresholds[3] < 0.9 + 1e-12
   rows = baselines.cascade(CONF_E, make_table())
-  assert len(rows) == 22
+  assert len(rows) == 2 * 22 and [r["expert"] for r in rows[21:23]] == ["b", "c"]
   assert rows[0]["shares"] == {"a": 1.0, "b": 0.0, "c": 0.0}
-  assert rows[-1]["shares"] == {"a": 0.0, "b": 1.0, "c": 0.0}
+  assert rows[21]["shares"] == {"a": 0.0, "b": 1.0, "c": 0.0}
+  assert rows[-1]["shares"] == {"a": 0.0, "b": 0.0, "c": 1.0}
 
 
 # Points (fee, F1); the front is 0, 2, 5: (0.1, 0.4), (0.2, 0.6), (0.4, 0.7).
@@ -220,11 +222,17 @@ def test_report_contents():
   assert_close(random["fee"], rep["rejector"]["fee"])
   assert_close(random["shares"], rep["rejector"]["shares"])
   assert random["sampled"]["seeds"] == [0, 1]
-  # The cascade to b tops out at fee 0.4 < the rejector's 0.45: its best is its last front row.
+  # One cascade to b and one to c. The joint front: to b up to fee 0.25 (F1 4/6), then to c
+  # (threshold 0.45: a keeps q0, q3, q5; fee 0.55, F1 4.5/6); at the rejector's fee 0.45
+  # the two mix 1:2, F1 (4 + 2 * 4.5) / 18.
   cascade = rep["curve"]["cascade"]
-  assert rep["baselines"]["cascade"]["expert"] == "b"
+  assert rep["baselines"]["cascade"]["experts"] == ["b", "c"]
+  assert len(cascade["points"]) == 2 * 22
+  front = curve.front_rows(cascade)
+  assert {row["expert"] for row in front} == {"b", "c"}
   assert_close(rep["baselines"]["cascade"]["at_rejector_cost"],
-               {k: v for k, v in curve.front_rows(cascade)[-1].items() if k != "threshold"})
+               curve.row_at_cost(front, rep["rejector"]["fee"]))
+  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"]["f1"], (4 + 2 * 4.5) / 18)
   rejector = rep["curve"]["rejector"]
   assert [p["beta_scale"] for p in rejector["points"]] == [0.0, 0.5, 10.0]
   # Sweep points (fee, F1): (3.6/6, 5/6), (2.7/6, 5/6), (0.1, 2.5/6): the first is dominated.

@@ -16,8 +16,8 @@ The baselines:
   cascade  the main model (agent 0) answers when its confidence (its best-span
            probability) is at least a threshold, otherwise an expert answers.
            Only agent 0 has a confidence, so the chain has a single step: every
-           deferred question goes to the same expert, by default the cheapest
-           other agent (lowest fee, ties to the lowest index).
+           deferred question goes to one expert. Every expert is tried in turn
+           (by default), so the cascade's curve is the front over all of them.
   oracle   the cheapest agent per question (ties to the lowest index, as in
            `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 """
@@ -170,13 +170,6 @@ def _draw(shares_J: np.ndarray, num_questions: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed).permutation(alloc_E)
 
 
-def default_expert(table: AgentTable) -> int:
-  """The cascade's expert: the cheapest agent but the main model (ties to the lowest index)."""
-  if table.num_agents < 2:
-    raise ValueError("a cascade needs at least two agents")
-  return 1 + int(np.argmin(table.fee_J[1:]))
-
-
 def quantile_thresholds(conf_E: np.ndarray, num: int = 21) -> np.ndarray:
   """Thresholds from "the main model answers all" to "the expert answers all".
 
@@ -196,28 +189,33 @@ def cascade_allocation(conf_E: np.ndarray, threshold: float, expert: int) -> np.
 
 
 def cascade(conf_E: np.ndarray, table: AgentTable, thresholds_T: np.ndarray | None = None,
-            expert: int | None = None) -> list[dict]:
-  """The confidence-threshold cascade at each threshold: its allocation row plus `threshold`.
+            experts: Sequence[int] | None = None) -> list[dict]:
+  """The confidence-threshold cascade per expert and threshold: allocation rows.
 
   Args:
     conf_E: the main model's confidence per question (best-span probability).
     table: the agents' test scores and costs.
     thresholds_T: the thresholds; by default `quantile_thresholds(conf_E)`.
-    expert: the agent that answers the deferred questions; by default
-      `default_expert(table)`.
+    experts: the agents that may answer the deferred questions, one cascade
+      each; by default every agent but the main model.
+
+  Returns:
+    One row per (expert, threshold), experts in the given order: the allocation
+    row plus `expert` (its name) and `threshold`.
   """
   conf_E = np.asarray(conf_E, np.float64)
   if conf_E.shape != (table.num_questions,) or not np.all(np.isfinite(conf_E)):
     raise ValueError(f"conf_E must be {table.num_questions} finite confidences, "
                      f"got shape {conf_E.shape}")
-  expert = default_expert(table) if expert is None else expert
-  if not 1 <= expert < table.num_agents:
-    raise ValueError(f"the cascade's expert must be an agent index in [1, {table.num_agents}), "
-                     f"got {expert}")
+  experts = range(1, table.num_agents) if experts is None else experts
+  if not experts or any(not 1 <= j < table.num_agents for j in experts):
+    raise ValueError(f"the cascade's experts must be agent indices in [1, {table.num_agents}), "
+                     f"got {list(experts)}")
   if thresholds_T is None:
     thresholds_T = quantile_thresholds(conf_E)
-  return [{"threshold": float(t), **allocation_row(cascade_allocation(conf_E, t, expert), table)}
-          for t in thresholds_T]
+  return [{"expert": table.names[j], "threshold": float(t),
+           **allocation_row(cascade_allocation(conf_E, t, j), table)}
+          for j in experts for t in thresholds_T]
 
 
 def oracle(table: AgentTable) -> dict:

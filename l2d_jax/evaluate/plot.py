@@ -37,9 +37,10 @@ def tradeoff_figure(report: dict) -> Figure:
   ax.plot(*xy(curve_lib.front_rows(rejector)), "-o", color="C0", linewidth=2, markersize=5,
           label=f"rejector Pareto front (AUC {rejector['auc']:.3f})")
   cascade = curves["cascade"]
-  ax.plot(*xy(cascade["points"]), "--s", color="C1", linewidth=1.5, markersize=3,
-          label=f"cascade: {meta['main_agent']} if its confidence ≥ t, else "
-                f"{report['baselines']['cascade']['expert']} (AUC {cascade['auc']:.3f})")
+  ax.plot(*xy(cascade["points"]), "s", color="C1", alpha=0.3, markersize=3,
+          label=f"cascade: {meta['main_agent']} if its confidence ≥ t, else one expert")
+  ax.plot(*xy(curve_lib.front_rows(cascade)), "--s", color="C1", linewidth=1.5, markersize=3,
+          label=f"cascade Pareto front over all experts (AUC {cascade['auc']:.3f})")
   ax.plot(*xy(curves["random"]["points"]), ":", color="0.45", marker="x", markersize=4,
           label="random allocation, same shares as each rejector point")
   chosen = report["rejector"]

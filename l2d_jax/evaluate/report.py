@@ -29,7 +29,8 @@ _METRIC_HEADERS = {"em": "EM", "f1": "F1", "fee": "fee", "flops": "FLOPs/questio
 
 
 def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc_E: np.ndarray,
-                 sweep: Sequence[tuple[float, np.ndarray]], *, cascade_expert: int | None = None,
+                 sweep: Sequence[tuple[float, np.ndarray]], *,
+                 cascade_experts: Sequence[int] | None = None,
                  cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
                  metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
@@ -40,8 +41,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     rejector_alloc_E: the rejector's allocation at the configured beta scale.
     sweep: (beta scale, allocation) pairs of rejectors trained at other fee
       scales: the points of the rejector's accuracy–cost curve.
-    cascade_expert: the agent the cascade defers to (default: the cheapest
-      expert, `baselines.default_expert`).
+    cascade_experts: the agents a cascade may defer to, one cascade each
+      (default: every agent but the main model); its curve is their joint front.
     cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
     random_seeds: seeds of sampled random allocations, summarised beside the
       exact expectation the report compares with.
@@ -57,11 +58,10 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
 
   rejector = {"beta_scale": table.beta_scale,
               **baselines.allocation_row(rejector_alloc_E, table)}
-  expert = baselines.default_expert(table) if cascade_expert is None else cascade_expert
   sweep_rows = [{"beta_scale": float(scale), **baselines.allocation_row(alloc_E, table)}
                 for scale, alloc_E in sweep]
   cascade = curve_lib.summarize(
-      baselines.cascade(conf_E, table, cascade_thresholds, expert), **ends)
+      baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts), **ends)
   random_rows = [{"beta_scale": row["beta_scale"],
                   **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
   cascade_at = curve_lib.row_at_cost(curve_lib.front_rows(cascade), rejector["fee"])
@@ -80,14 +80,16 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                        f"({max_fee:g} cost units)",
           "random": "exact expectation of a random allocation with the rejector's shares",
           "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
-                     f"otherwise {table.names[expert]}",
+                     "otherwise one expert, each in turn (front over all experts)",
           **(metadata or {}),
       },
       "agents": agents,
       "rejector": rejector,
       "baselines": {
           "random": baselines.random_allocation(_shares(rejector), table, random_seeds),
-          "cascade": {"expert": table.names[expert], "at_rejector_cost": cascade_at},
+          "cascade": {"experts": sorted({row["expert"] for row in cascade["points"]},
+                                        key=list(table.names).index),
+                      "at_rejector_cost": cascade_at},
           "oracle": baselines.oracle(table),
       },
       "curve": {
@@ -137,14 +139,19 @@ def markdown(report: dict) -> str:
     gaps = [_fmt(g["recovered"]) for g in summary["gap_recovered"].values()]
     lines.append(f"| {name} | {len(summary['points'])} | {len(summary['pareto_front'])} | "
                  f"{_fmt(summary['auc'])} | " + " | ".join(gaps) + " |")
-  for name, key in (("rejector", "beta_scale"), ("cascade", "threshold")):
+  for name, keys in (("rejector", ("beta_scale",)), ("cascade", ("expert", "threshold"))):
     summary = report["curve"][name]
     on_front = {p["index"] for p in summary["pareto_front"]}
     lines += ["", f"## {name.capitalize()} curve points", ""]
-    lines += _table([key.replace("_", " "), "front"],
-                    [[f"{row[key]:.4g}", "*" if i in on_front else ""]
+    lines += _table([k.replace("_", " ") for k in keys] + ["front"],
+                    [[*(_lead(row[k]) for k in keys), "*" if i in on_front else ""]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
+
+
+def _lead(value) -> str:
+  """A lead cell: a name as it is, a number to 4 significant digits."""
+  return value if isinstance(value, str) else f"{value:.4g}"
 
 
 def _table(lead_headers: list[str], lead_cells: list[list[str]], rows: list[dict | None],
