@@ -87,8 +87,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       "rejector": rejector,
       "baselines": {
           "random": baselines.random_allocation(_shares(rejector), table, random_seeds),
-          "cascade": {"experts": sorted({row["expert"] for row in cascade["points"]},
-                                        key=list(table.names).index),
+          "cascade": {"experts": list(dict.fromkeys(row["expert"] for row in cascade["points"])),
                       "at_rejector_cost": cascade_at},
           "oracle": baselines.oracle(table),
       },
