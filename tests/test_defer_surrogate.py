@@ -103,6 +103,21 @@ def test_gradients_finite_and_directed_at_huge_logits(u):
     assert float(loss) <= 3 * float(costs.sum(axis=1).max()) / (u - 1)
 
 
+def test_log1p_competition_value_and_gradient_at_ties():
+  # Tied top logits (all equal, as from a zero-initialized head, or two of them):
+  # the value is -log_softmax and its gradient softmax - onehot, whichever agent
+  # the argmax picks as the leader.
+  logits = jnp.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, -2.0], [5.0, -3.0, 5.0, 5.0]])
+  weights = jnp.arange(4.0)
+  value = surrogate.log1p_competition(logits)
+  grad = jax.grad(lambda r: jnp.sum(surrogate.log1p_competition(r) @ weights))(logits)
+  softmax = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), np.float64)
+  expected_value = -np.log(softmax)
+  expected_grad = softmax * float(weights.sum()) - np.asarray(weights)[None, :]
+  np.testing.assert_allclose(np.asarray(value), expected_value, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(grad), expected_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_vmap_over_u_equals_loop():
   rng = np.random.default_rng(0)
   logits = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)

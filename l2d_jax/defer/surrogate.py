@@ -66,20 +66,32 @@ def log1p_competition(logits_BxJ: jax.Array) -> jax.Array:
 
   `-log_softmax` computes `s_j` as `logsumexp(r) - r_j`, a difference of two
   nearly equal numbers for the leading agent, where `s_j` is tiny: float32 then
-  keeps only a few digits of it. Here the leading agent gets `log1p` of its
-  (small) competition sum, and the others `m + log(exp(-m) + sum exp(d - m))`
-  with `m` their largest positive gap, which neither cancels nor overflows.
+  keeps only a few digits of it. Here, with `m = max_j r_j` reached at agent
+  `a` and `S = sum_{j != a} exp(r_j - m)`, every `s_j` is a sum of two
+  non-negative terms, `(m - r_j) + log1p(S)`, which neither cancels nor
+  overflows; the leading agent's is `log1p(S)` itself. It is O(J) per example.
+
+  `m` is held constant for differentiation and agent a's own term enters as
+  `expm1(r_a - m)` (value 0, slope 1), so the gradient is `softmax - onehot_j`
+  exactly, ties included.
   """
-  num_agents = logits_BxJ.shape[-1]
-  gaps_BxJxJ = logits_BxJ[:, None, :] - logits_BxJ[:, :, None]  # [b, j, j'] = r_j' - r_j
-  others_JxJ = ~jnp.eye(num_agents, dtype=bool)
-  top_BxJ = jnp.max(jnp.where(others_JxJ, gaps_BxJxJ, -jnp.inf), axis=-1)
-  shift_BxJ = jnp.maximum(top_BxJ, 0.0)
-  sum_BxJ = jnp.sum(jnp.where(others_JxJ, jnp.exp(gaps_BxJxJ - shift_BxJ[..., None]), 0.0),
-                    axis=-1)
-  leading = jnp.log1p(sum_BxJ)
-  trailing = shift_BxJ + jnp.log(jnp.exp(-shift_BxJ) + sum_BxJ)
-  return jnp.where(top_BxJ <= 0.0, leading, trailing)
+  return jnp.moveaxis(_log1p_competition_JxB(jnp.moveaxis(logits_BxJ, -1, 0)), 0, -1)
+
+
+def _log1p_competition_JxB(logits_JxB: jax.Array) -> jax.Array:
+  """`log1p_competition` with the agent axis first.
+
+  Agents are few, examples many: with agents on the major axis every
+  reduction over agents is an elementwise pass over rows of examples, which
+  XLA vectorizes (about 1.7x faster on a CPU than reducing a minor axis of 4).
+  """
+  max_1xB = jax.lax.stop_gradient(jnp.max(logits_JxB, axis=0, keepdims=True))
+  is_top_JxB = jax.nn.one_hot(jnp.argmax(logits_JxB, axis=0), logits_JxB.shape[0],
+                              dtype=bool, axis=0)
+  below_JxB = logits_JxB - max_1xB  # <= 0
+  others_1xB = jnp.sum(jnp.where(is_top_JxB, 0.0, jnp.exp(below_JxB)), axis=0, keepdims=True)
+  top_1xB = jnp.sum(jnp.where(is_top_JxB, jnp.expm1(below_JxB), 0.0), axis=0, keepdims=True)
+  return jnp.log1p(top_1xB + others_1xB) - below_JxB
 
 
 def comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array,
@@ -87,19 +99,20 @@ def comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array,
   """The comp-sum surrogate per example, `[B]`.
 
   Costs only weight the terms: no gradient flows into them (they come from the
-  agent store, not from the rejector).
+  agent store, not from the rejector). Computed with the agent axis first
+  (see `_log1p_competition_JxB`).
   """
-  logits_BxJ = _float(logits_BxJ)
-  costs_BxJ = jax.lax.stop_gradient(_float(costs_BxJ))
+  logits_JxB = jnp.moveaxis(_float(logits_BxJ), -1, 0)
+  costs_JxB = jnp.moveaxis(jax.lax.stop_gradient(_float(costs_BxJ)), -1, 0)
   # tau_j = sum_{i != j} c_i as a sum of the others, not `sum(c) - c_j`: the
   # subtraction loses tau_j's digits when c_j dominates (a tiny tau_j then
-  # weights a large Psi_j, so its relative error shows in the loss).
-  num_agents = costs_BxJ.shape[-1]
-  others_JxJ = 1.0 - jnp.eye(num_agents, dtype=costs_BxJ.dtype)
-  tau_BxJ = jnp.einsum("bi,ij->bj", costs_BxJ, others_JxJ,
-                       precision=jax.lax.Precision.HIGHEST)
-  log_ratio_BxJ = log1p_competition(logits_BxJ)
-  return jnp.sum(tau_BxJ * psi(log_ratio_BxJ, u), axis=-1)
+  # weights a large Psi_j, so its relative error shows in the loss). Unrolled
+  # over the (few) agents, it is J - 1 elementwise additions per agent, which
+  # fuse with the rest; a matmul by `1 - eye(J)` took longer on a CPU.
+  num_agents = costs_JxB.shape[0]
+  tau_JxB = jnp.stack([sum(costs_JxB[i] for i in range(num_agents) if i != j)
+                       for j in range(num_agents)])
+  return jnp.sum(tau_JxB * psi(_log1p_competition_JxB(logits_JxB), u), axis=0)
 
 
 def mean_comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array, u: jax.Array | float,
