@@ -214,3 +214,10 @@ def test_per_example_attention_drops_what_batched_attention_drops():
   np.testing.assert_allclose(per_example, batched, atol=1e-5)
   no_dropout = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL)
   assert np.abs(np.asarray(per_example - no_dropout)).max() > 1e-2
+  # Its backward recomputes each example's scores (jax.checkpoint): same gradients.
+  weights = jax.random.normal(jax.random.key(3), batched.shape)
+  grads = [jax.grad(lambda q, k, v, f=f: jnp.sum(f(q, k, v, mask_Bx1x1xL, dropout) * weights),
+                    argnums=(0, 1, 2))(query, key, value)
+           for f in (encoder_lib._attention_batched, encoder_lib._attention_per_example)]
+  for batched_grad, per_example_grad in zip(*grads):
+    np.testing.assert_allclose(per_example_grad, batched_grad, atol=1e-5)

@@ -145,7 +145,11 @@ def _attention_per_example(query_BxLxNxD: jax.Array, key_BxLxNxD: jax.Array,
   MiniLM size: one layer 141 ms instead of 553 ms per batch of 16; the whole
   precompute forward went from 0.72x to 0.78x of PyTorch's throughput (idle).
   Normalising after the value product is exact, also with dropout (each
-  query's row is scaled by one number).
+  query's row is scaled by one number). Under differentiation each example is
+  rematerialized (`jax.checkpoint`): storing its [N, L, L] intermediates for
+  the backward pass would rebuild the batch-sized tensors in memory, and
+  recomputing them is cheaper (train step 4-layer/312 at L = 384 on 2 CPU
+  cores: about 13% faster).
   """
   scale = 1.0 / math.sqrt(query_BxLxNxD.shape[-1])
   batch, length, heads, _ = query_BxLxNxD.shape
@@ -167,8 +171,8 @@ def _attention_per_example(query_BxLxNxD: jax.Array, key_BxLxNxD: jax.Array,
                                value_LxNxD)
     return context_LxNxD / total_LxN[..., None].astype(value_LxNxD.dtype)
 
-  return jax.lax.map(one, (query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, mask_Bx1x1xL,
-                           jnp.arange(batch, dtype=jnp.uint32)))
+  return jax.lax.map(jax.checkpoint(one), (query_BxLxNxD, key_BxLxNxD, value_BxLxNxD,
+                                           mask_Bx1x1xL, jnp.arange(batch, dtype=jnp.uint32)))
 
 
 class TransformerLayer(nnx.Module):
