@@ -82,21 +82,35 @@ def train_heads(pooled_ExH: np.ndarray, scores: dict[str, np.ndarray], fees_J: n
   hyper_K = {name: jnp.asarray([getattr(p, name) for p in points], jnp.float32)
              for name in ("beta_scale", "alpha", "learning_rate", "u")}
   seeds_K = jnp.asarray([p.seed for p in points], jnp.uint32)
+  rows_TxB = batch_rows(len(pooled_ExH), settings.steps,
+                        min(settings.batch_size, len(pooled_ExH)), settings.data_seed)
   kernels_KxHxJ, biases_KxJ = _train_heads(
       jnp.asarray(pooled_ExH, jnp.float32), jnp.asarray(loss_ExJ, jnp.float32),
-      jnp.asarray(fees_J, jnp.float32), hyper_K, seeds_K, jax.random.key(settings.data_seed),
-      steps=settings.steps,
-      batch_size=min(settings.batch_size, len(pooled_ExH)), weight_decay=settings.weight_decay)
+      jnp.asarray(fees_J, jnp.float32), hyper_K, seeds_K, jnp.asarray(rows_TxB),
+      weight_decay=settings.weight_decay)
   return np.asarray(kernels_KxHxJ), np.asarray(biases_KxJ)
 
 
-@functools.partial(jax.jit, static_argnames=("steps", "batch_size", "weight_decay"))
-def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, order_key, *, steps: int,
-                 batch_size: int, weight_decay: float):
+def batch_rows(num_examples: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
+  """The rows of each step's mini-batch `[T, B]`: a fresh permutation of the examples each epoch.
+
+  Drawn on the host: NumPy shuffles in microseconds what a sort-based
+  `jax.random.permutation` takes tens of milliseconds for on a CPU, which
+  every call (and every configuration of a sequential sweep) would pay again.
+  """
+  rng = np.random.default_rng(seed)
+  epochs = -(-steps * batch_size // num_examples)
+  order = np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])
+  return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("weight_decay",))
+def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, rows_TxB, *,
+                 weight_decay: float):
   """The compiled sweep: one `lax.scan` over steps that updates all K heads at once.
 
-  Every configuration sees the same mini-batches (a fresh permutation of the
-  questions each epoch), so a step gathers its rows once and the K heads are
+  Every configuration sees the same mini-batches (`rows_TxB`), so a step
+  gathers its rows once and the K heads are
   one wide matmul `[B, H] @ [H, K*J]` forward and one backward, instead of K
   narrow ones: on a CPU that is what makes a sweep cheaper than K runs. The
   seed of a configuration draws its head's initialization. AdamW with a
@@ -104,12 +118,8 @@ def _train_heads(pooled_ExH, loss_ExJ, fees_J, hyper_K, seeds_K, order_key, *, s
   Compiled once per shape and settings, so sweeps of one size (and the
   one-configuration calls of a sequential loop) reuse the program.
   """
-  num_examples, hidden = pooled_ExH.shape
+  hidden = pooled_ExH.shape[1]
   num_agents = loss_ExJ.shape[1]
-  epochs = -(-steps * batch_size // num_examples)
-  order = jax.vmap(lambda k: jax.random.permutation(k, num_examples))(
-      jax.random.split(order_key, epochs)).reshape(-1)
-  rows_TxB = order[:steps * batch_size].reshape(steps, batch_size)
   params = {
       "kernel": jax.vmap(lambda s: 0.02 * jax.random.normal(jax.random.key(s),
                                                             (hidden, num_agents)))(seeds_K),
