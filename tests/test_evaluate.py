@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -103,6 +104,24 @@ def test_random_allocation_is_the_exact_expectation():
   assert "sampled" not in row
   with pytest.raises(ValueError, match="summing to 1"):
     baselines.random_allocation(np.array([0.5, 0.25, 0.5]), table)
+
+
+def test_gain_over_random_paired_differences():
+  # The oracle's shares are (1/2, 1/6, 1/3); per question, its F1 minus F1 @ shares.
+  table = make_table()
+  shares = np.array([0.5, 1 / 6, 1 / 3])
+  f1_diffs = [1 - 1.0, 1 - 0.5, 1 - (0.5 / 6 + 1 / 3), 1 - (0.25 + 1 / 3), 0.0,
+              1 - (0.5 + 0.5 / 6 + 0.5 / 3)]
+  costs = table.costs_ExJ()
+  loss_diffs = [costs[e, j] - costs[e] @ shares for e, j in enumerate(ORACLE_E)]
+  gain = baselines.gain_over_random(ORACLE_E, table)
+  assert_close(gain, {
+      "f1": 1.75 / 6, "f1_se": statistics.stdev(f1_diffs) / math.sqrt(6),
+      "deferral_loss": statistics.fmean(loss_diffs),
+      "deferral_loss_se": statistics.stdev(loss_diffs) / math.sqrt(6)})
+  assert gain["deferral_loss"] < 0
+  one = baselines.gain_over_random(np.zeros(6, int), table)  # one agent: random is the same
+  assert one["f1"] == 0.0 and one["f1_se"] == 0.0
 
 
 def test_random_allocation_sampled_draws():
@@ -217,7 +236,8 @@ def test_report_contents():
   assert list(rep) == ["metadata", "agents", "rejector", "baselines", "curve"]
   assert rep["metadata"]["split"] == "test"
   assert rep["metadata"]["best_agent"] == "c"
-  assert rep["rejector"] == {"beta_scale": 0.5, **baselines.oracle(make_table())}
+  assert rep["rejector"] == {"beta_scale": 0.5, **baselines.oracle(make_table()),
+                             "gain_over_random": baselines.gain_over_random(ORACLE_E, make_table())}
   random = rep["baselines"]["random"]
   assert_close(random["fee"], rep["rejector"]["fee"])
   assert_close(random["shares"], rep["rejector"]["shares"])
@@ -260,7 +280,10 @@ def test_report_markdown_tables():
   assert "| oracle " + oracle_cells in lines
   assert any(line.startswith("| random (same shares) | ") for line in lines)
   assert any(line.startswith("| rejector | 3 | 2 | ") for line in lines)  # the curves' summary
-  assert "| 10 | * | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 | 1.0000 | 0.0000 | 0.0000 |" in lines
+  # All to agent a: exactly random at its own shares.
+  assert ("| 10 | * | +0.0000 ± 0.0000 | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 | 1.0000 | "
+          "0.0000 | 0.0000 |") in lines
+  assert "± its standard error: F1 +0.2917 ± 0.1026, deferral loss -0.2917 ± 0.0638." in text
 
 
 def test_write_report_and_plot(tmp_path):

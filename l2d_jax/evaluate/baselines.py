@@ -160,6 +160,28 @@ def random_allocation(shares_J: np.ndarray, table: AgentTable, seeds: Sequence[i
   return row
 
 
+def gain_over_random(alloc_E: np.ndarray, table: AgentTable) -> dict:
+  """How much an allocation beats random allocation with its own shares, with standard errors.
+
+  Per question, the allocation's F1 (and cost) minus the exact expectation of
+  random allocation at the same shares; the gain is the mean of these paired
+  differences and `*_se` its standard error over the test questions (n - 1 in
+  the variance), so a gain of a few standard errors is not luck of the split.
+  Positive `f1` and negative `deferral_loss` favour the allocation.
+  """
+  row = allocation_row(alloc_E, table)
+  shares_J = np.array(list(row["shares"].values()))
+  chosen_E = np.asarray(alloc_E)
+  questions = np.arange(table.num_questions)
+  gain = {}
+  for key, values_ExJ in (("f1", table.f1_ExJ), ("deferral_loss", table.costs_ExJ())):
+    diff_E = values_ExJ[questions, chosen_E] - values_ExJ @ shares_J
+    gain[key] = float(diff_E.mean())
+    gain[f"{key}_se"] = (float(diff_E.std(ddof=1) / np.sqrt(len(diff_E)))
+                         if len(diff_E) > 1 else None)
+  return gain
+
+
 def _draw(shares_J: np.ndarray, num_questions: int, seed: int) -> np.ndarray:
   """A random allocation whose counts per agent are the shares rounded by largest remainder."""
   exact_J = shares_J * num_questions

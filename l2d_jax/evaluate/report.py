@@ -57,13 +57,16 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
           "best_cost": agents[best]["fee"]}
 
   rejector = {"beta_scale": table.beta_scale,
-              **baselines.allocation_row(rejector_alloc_E, table)}
+              **baselines.allocation_row(rejector_alloc_E, table),
+              "gain_over_random": baselines.gain_over_random(rejector_alloc_E, table)}
   sweep_rows = [{"beta_scale": float(scale), **baselines.allocation_row(alloc_E, table)}
                 for scale, alloc_E in sweep]
   cascade = curve_lib.summarize(
       baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts), **ends)
   random_rows = [{"beta_scale": row["beta_scale"],
                   **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
+  for row, (_, alloc_E) in zip(sweep_rows, sweep):
+    row["gain_over_random"] = baselines.gain_over_random(alloc_E, table)
   cascade_at = curve_lib.row_at_cost(curve_lib.front_rows(cascade), rejector["fee"])
 
   return {
@@ -126,6 +129,10 @@ def markdown(report: dict) -> str:
                  ("cascade (best at fee ≤ rejector's)", cascade_at), ("oracle", base["oracle"])]
   lines += _table(["allocation"], [[label] for label, _ in allocations],
                   [row for _, row in allocations], names)
+  gain = report["rejector"]["gain_over_random"]
+  lines += ["", "Rejector minus random at the same shares, mean of the per-question paired "
+            f"differences ± its standard error: F1 {_signed(gain, 'f1')}, deferral loss "
+            f"{_signed(gain, 'deferral_loss')}."]
   lines += ["", "## Accuracy–cost curves", "",
             f"Cost axis: {meta['cost_axis']}. AUC: area under the Pareto front's F1 over the "
             "normalised cost from 0 to 1, flat beyond its ends. Gap recovered at q of the best "
@@ -142,10 +149,21 @@ def markdown(report: dict) -> str:
     summary = report["curve"][name]
     on_front = {p["index"] for p in summary["pareto_front"]}
     lines += ["", f"## {name.capitalize()} curve points", ""]
-    lines += _table([k.replace("_", " ") for k in keys] + ["front"],
-                    [[*(_lead(row[k]) for k in keys), "*" if i in on_front else ""]
+    if name == "rejector":
+      lines += ["F1 gain: over random allocation with the point's own shares (± standard "
+                "error).", ""]
+    lines += _table([k.replace("_", " ") for k in keys] + ["front"]
+                    + (["F1 gain"] if name == "rejector" else []),
+                    [[*(_lead(row[k]) for k in keys), "*" if i in on_front else "",
+                      *([_signed(row["gain_over_random"], "f1")] if name == "rejector" else [])]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
+
+
+def _signed(gain: dict, key: str) -> str:
+  """`+0.0123 ± 0.0040`: a gain and its standard error."""
+  se = gain[f"{key}_se"]
+  return f"{gain[key]:+.4f}" + ("" if se is None else f" ± {se:.4f}")
 
 
 def _lead(value) -> str:
