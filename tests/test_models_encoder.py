@@ -9,6 +9,7 @@ import pytest
 import transformers
 from flax import nnx
 
+from l2d_jax.models import config as config_lib
 from l2d_jax.models import encoder as encoder_lib
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.encoder import Attention, Encoder, position_ids
@@ -95,6 +96,18 @@ def test_from_hf_config_rejects_unsupported():
     EncoderConfig.from_hf_config(relative)
   with pytest.raises(ValueError, match="unsupported hidden_act 'mish'"):
     EncoderConfig.from_hf_config(transformers.BertConfig(**HF_TINY, hidden_act="mish").to_dict())
+
+
+def test_gelu_is_the_exact_gelu():
+  # Written as BERT and PyTorch write it, 1 + erf loses the far negative tail's
+  # relative digits (outputs below ~1e-7 in size), as theirs does.
+  x = jnp.concatenate([jnp.linspace(-12.0, 12.0, 4001), jnp.array([-1e4, 1e4, 0.0])])
+  np.testing.assert_allclose(config_lib.gelu_erf(x), jax.nn.gelu(x, approximate=False),
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(jax.vmap(jax.grad(config_lib.gelu_erf))(x),
+                             jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x),
+                             rtol=1e-5, atol=1e-6)
+  assert config_lib.gelu_erf(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
 
 
 def test_config_validation():

@@ -8,6 +8,7 @@ family's `config.json`; `to_hf_config` writes BERT's back for exported rejectors
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,9 +17,20 @@ import jax.numpy as jnp
 
 FAMILIES = ("albert", "bert", "distilbert", "electra", "roberta")
 
+
+def gelu_erf(x: jax.Array) -> jax.Array:
+  """Exact GELU as BERT (and PyTorch) write it: `x * (1 + erf(x / sqrt(2))) / 2`.
+
+  The same function as `jax.nn.gelu(x, approximate=False)`, which goes through
+  `erfc`; XLA's CPU `erf` is one branch-free polynomial and made a
+  MiniLM feed-forward block about 10% faster on a 2-core CPU.
+  """
+  return x * (0.5 + 0.5 * jax.lax.erf(x * math.sqrt(0.5)))
+
+
 # Hugging Face activation names (ACT2FN) -> the same function in JAX.
 ACTIVATIONS: Mapping[str, Callable[[jax.Array], jax.Array]] = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu": gelu_erf,
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
