@@ -118,7 +118,8 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
 
 def _train_frozen(model, train: rejector_lib.RejectorData, pool: Pool, spec, config, mesh) -> dict:
   """Frozen-encoder mode: pooled features once, then only the linear head is trained."""
-  pooled = sweep_lib.pooled_features(model, train.inputs, mesh=mesh)
+  pooled = sweep_lib.pooled_features(model, train.inputs, mesh=mesh,
+                                     desc="frozen encoder: rejector_train")
   point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
                                learning_rate=config.train.optim.learning_rate, u=config.train.u,
                                seed=config.train.seed)
@@ -139,8 +140,10 @@ def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentCo
   linear head per scale is trained on rejector_train (all scales in one vmapped
   program), then applied to test.
   """
-  pooled_train = sweep_lib.pooled_features(stage.model, stage.train.inputs, mesh=mesh)
-  pooled_test = sweep_lib.pooled_features(stage.model, stage.test.inputs, mesh=mesh)
+  pooled_train = sweep_lib.pooled_features(stage.model, stage.train.inputs, mesh=mesh,
+                                           desc="beta curve: rejector_train features")
+  pooled_test = sweep_lib.pooled_features(stage.model, stage.test.inputs, mesh=mesh,
+                                          desc="beta curve: test features")
   points = [sweep_lib.SweepPoint(beta_scale=b, learning_rate=1e-2, u=config.train.u,
                                  seed=config.train.seed) for b in config.eval.beta_scales]
   kernels, biases = sweep_lib.train_heads(

@@ -41,7 +41,8 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   if not np.isfinite(conf_E).all():
     raise ValueError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
                      "the main model must be a model agent")
-  logits_ExJ = rejector_lib.predict_logits(stage.model, stage.test.inputs)
+  logits_ExJ = rejector_lib.predict_logits(stage.model, stage.test.inputs,
+                                           desc="rejector on test")
   alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
   metadata = {"experiment": config.name, "questions": splits.counts(),
               "evaluated_on": "test", "num_test": len(alloc_E), "loss": config.costs.loss,

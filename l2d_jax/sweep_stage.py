@@ -73,7 +73,7 @@ def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, ste
   tokenizer = pipeline.rejector_tokenizer(config, splits)
   data = pipeline.rejector_data(pool, tokenizer, config.rejector.max_seq_len)
   model = trained_or_backbone(config, len(pool.names), len(tokenizer), workdir, mesh)
-  pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh)
+  pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh, desc="pooled features")
   train_rows, val_rows = pipeline.validation_rows(pool)
   test_rows = np.arange(pool.num_rejector_train, len(pool.examples))
   kernels, biases = sweep_lib.train_heads(

@@ -12,6 +12,7 @@ import functools
 
 import jax
 import numpy as np
+import tqdm
 from flax import nnx
 
 from l2d_jax.train import mesh as mesh_lib
@@ -45,12 +46,17 @@ def _jitted_apply(graphdef, fn: Callable[[nnx.Module, dict], object], mesh):
 
 
 def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *, mesh,
-               batch_size: int):
-  """`call` over every row of `inputs` (host arrays), outputs (a pytree) concatenated in order."""
+               batch_size: int, desc: str | None = None):
+  """`call` over every row of `inputs` (host arrays), outputs (a pytree) concatenated in order.
+
+  With `desc`, process 0 shows a progress bar over the batches under that name.
+  """
   batch_size = -(-batch_size // mesh.size) * mesh.size
   num_rows = len(next(iter(inputs.values())))
   outputs = []
-  for lo in range(0, num_rows, batch_size):
+  starts = range(0, num_rows, batch_size)
+  for lo in tqdm.tqdm(starts, desc=desc, unit="batch",
+                      disable=desc is None or jax.process_index() != 0):
     rows = np.arange(lo, min(lo + batch_size, num_rows))
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
     local = mesh_lib.local_rows(padded, mesh)
@@ -60,7 +66,9 @@ def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *,
 
 
 def apply_in_batches(model: nnx.Module, fn: Callable[[nnx.Module, dict], object],
-                     inputs: dict[str, np.ndarray], *, mesh=None, batch_size: int = 64):
+                     inputs: dict[str, np.ndarray], *, mesh=None, batch_size: int = 64,
+                     desc: str | None = None):
   """`fn(model, batch)` over all rows of `inputs` (eval mode), concatenated in row order."""
   mesh = mesh or mesh_lib.make_mesh()
-  return in_batches(sharded_apply(model, fn, mesh), inputs, mesh=mesh, batch_size=batch_size)
+  return in_batches(sharded_apply(model, fn, mesh), inputs, mesh=mesh, batch_size=batch_size,
+                    desc=desc)

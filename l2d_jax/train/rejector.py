@@ -116,9 +116,10 @@ def rejector_loss(spec: CostSpec, u: float):
 
 
 def predict_logits(model: nnx.Module, inputs: dict[str, np.ndarray], *, mesh=None,
-                   batch_size: int = 64) -> np.ndarray:
-  """Rejector logits `[E, J]` for every row of `inputs`, batched over the mesh."""
-  return inference.apply_in_batches(model, _logits, inputs, mesh=mesh, batch_size=batch_size)
+                   batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+  """Rejector logits `[E, J]` for every row of `inputs`, batched over the mesh (`desc`: a bar)."""
+  return inference.apply_in_batches(model, _logits, inputs, mesh=mesh, batch_size=batch_size,
+                                    desc=desc)
 
 
 def _logits(model: nnx.Module, batch: dict) -> jax.Array:

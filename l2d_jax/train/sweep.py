@@ -55,9 +55,13 @@ def grid(**axes) -> list[SweepPoint]:
 
 
 def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *, mesh=None,
-                    batch_size: int = 64) -> np.ndarray:
-  """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode)."""
-  return inference.apply_in_batches(model, _pooled, inputs, mesh=mesh, batch_size=batch_size)
+                    batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+  """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode).
+
+  `desc` names a progress bar over the batches (none without it).
+  """
+  return inference.apply_in_batches(model, _pooled, inputs, mesh=mesh, batch_size=batch_size,
+                                    desc=desc)
 
 
 def _pooled(model: SequenceClassifier, batch: dict) -> jax.Array:
