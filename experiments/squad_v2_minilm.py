@@ -1,7 +1,8 @@
 """SQuAD v2.0 (16 dev articles with answers), fully offline: MiniLM truncated to 1, 2, 3, 6 layers.
 
 Same protocol as squad_v1_minilm on ../shared/data/squad/dev-v2.0-half.json and
-its splits; each expert's no-answer threshold is tuned on expert_train.
+its splits; each expert's no-answer threshold is tuned on expert_train. No
+human agent, so costs keep beta scale 0.1 (the experts' fees span 0.17 to 1).
 """
 
 import dataclasses
@@ -16,4 +17,5 @@ def get_config() -> C.ExperimentConfig:
   return dataclasses.replace(
       config, name="squad_v2_minilm", workdir="runs/squad_v2_minilm",
       data=dataclasses.replace(config.data, path=str(v1.SHARED / "dev-v2.0-half.json")),
-      agents=tuple(a for a in config.agents if a.kind == "model"))
+      agents=tuple(a for a in config.agents if a.kind == "model"),
+      costs=dataclasses.replace(config.costs, beta_scale=0.1))
