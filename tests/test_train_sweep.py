@@ -19,6 +19,18 @@ def _toy(num=200, hidden=8, seed=0):
   return pooled, R.RejectorData({}, scores, [str(i) for i in range(num)])
 
 
+def test_batch_rows_are_a_fresh_permutation_each_epoch():
+  rows = S.batch_rows(10, steps=7, batch_size=4, seed=3)  # 28 rows: epochs 1 and 2, 8 of 3
+  assert rows.shape == (7, 4) and rows.dtype == np.int32
+  flat = rows.reshape(-1)
+  assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+  assert len(set(flat[20:])) == 8
+  assert not np.array_equal(flat[:10], flat[10:20])
+  np.testing.assert_array_equal(S.batch_rows(10, 7, 4, seed=3), rows)
+  assert not np.array_equal(S.batch_rows(10, 7, 4, seed=4), rows)
+  assert S.batch_rows(10, 0, 4, seed=3).shape == (0, 4)
+
+
 def test_vmapped_configurations_equal_solo_runs():
   pooled, data = _toy()
   fees = np.array([0.0, 0.1, 0.2], np.float32)

@@ -69,7 +69,8 @@ def log1p_competition(logits_BxJ: jax.Array) -> jax.Array:
   keeps only a few digits of it. Here, with `m = max_j r_j` reached at agent
   `a` and `S = sum_{j != a} exp(r_j - m)`, every `s_j` is a sum of two
   non-negative terms, `(m - r_j) + log1p(S)`, which neither cancels nor
-  overflows; the leading agent's is `log1p(S)` itself. It is O(J) per example.
+  overflows; the leading agent's is `log1p(S)` itself. It is O(J) per example
+  and runs in the logits' dtype (`comp_sum_loss` promotes to float32 first).
 
   `m` is held constant for differentiation and agent a's own term enters as
   `expm1(r_a - m)` (value 0, slope 1), so the gradient is `softmax - onehot_j`
@@ -107,10 +108,12 @@ def comp_sum_loss(logits_BxJ: jax.Array, costs_BxJ: jax.Array,
   # tau_j = sum_{i != j} c_i as a sum of the others, not `sum(c) - c_j`: the
   # subtraction loses tau_j's digits when c_j dominates (a tiny tau_j then
   # weights a large Psi_j, so its relative error shows in the loss). Unrolled
-  # over the (few) agents, it is J - 1 elementwise additions per agent, which
-  # fuse with the rest; a matmul by `1 - eye(J)` took longer on a CPU.
+  # over the (few) agents, it is J - 1 elementwise additions per agent (J^2 in
+  # the program), which fuse with the rest; a matmul by `1 - eye(J)` and
+  # running sums from both ends both took longer on a CPU.
   num_agents = costs_JxB.shape[0]
-  tau_JxB = jnp.stack([sum(costs_JxB[i] for i in range(num_agents) if i != j)
+  zero_B = jnp.zeros_like(costs_JxB[0])
+  tau_JxB = jnp.stack([sum((costs_JxB[i] for i in range(num_agents) if i != j), zero_B)
                        for j in range(num_agents)])
   return jnp.sum(tau_JxB * psi(_log1p_competition_JxB(logits_JxB), u), axis=0)
 

@@ -166,7 +166,8 @@ def gain_over_random(alloc_E: np.ndarray, table: AgentTable) -> dict:
   Per question, the allocation's F1 (and cost) minus the exact expectation of
   random allocation at the same shares; the gain is the mean of these paired
   differences and `*_se` its standard error over the test questions (n - 1 in
-  the variance), so a gain of a few standard errors is not luck of the split.
+  the variance), conditional on the shares: it measures how much of the gain
+  the sampling of questions could explain.
   Positive `f1` and negative `deferral_loss` favour the allocation.
   """
   row = allocation_row(alloc_E, table)
