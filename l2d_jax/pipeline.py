@@ -34,13 +34,21 @@ VALIDATION_SHARE = 0.1
 
 @dataclasses.dataclass
 class RejectorStage:
-  """The trained rejector and the data it was trained and is evaluated on."""
+  """The trained rejector, the data it was trained and is evaluated on, and its features.
+
+  `pooled_train_ExH` and `pooled_test_ExH` are the trained encoder's pooled [CLS]
+  states of every rejector_train and test question, computed once: the beta
+  curve trains its heads on them and the report applies the rejector's own head
+  to the test ones, instead of running the encoder again for each.
+  """
   model: object
   tokenizer: object
   spec: rejector_lib.CostSpec
   train: rejector_lib.RejectorData
   test: rejector_lib.RejectorData
   train_metrics: dict
+  pooled_train_ExH: np.ndarray
+  pooled_test_ExH: np.ndarray
 
 
 def rejector_tokenizer(config: config_lib.ExperimentConfig, splits: Splits):
@@ -101,8 +109,10 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
       hidden_size=r.hidden_size, num_heads=r.num_heads, intermediate_size=r.intermediate_size,
       max_seq_len=r.max_seq_len, compute_dtype=t.compute_dtype, seed=t.seed)
   train = data.select(train_rows)
-  if r.frozen_encoder:
-    metrics = _train_frozen(model, train, pool, spec, config, mesh)
+  if r.frozen_encoder:  # the encoder is final already: its features serve training and the report
+    pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
+                                           desc="frozen encoder: rejector features")
+    metrics = _train_frozen(model, pooled_ExH[train_rows], train, pool, spec, config)
   else:
     settings = rejector_lib.RejectorSettings(
         steps=t.steps, batch_size=t.batch_size, optim=t.optim, u=t.u, seed=t.seed,
@@ -112,27 +122,29 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
         model, train, spec, settings, workdir=workdir / "rejector",
         validation=data.select(val_rows), mesh=mesh)
     model = trainable.model()
-  return RejectorStage(model, tokenizer, spec, data.select(np.arange(pool.num_rejector_train)),
-                       test, metrics)
+    pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
+                                           desc="rejector features")
+  n = pool.num_rejector_train
+  return RejectorStage(model, tokenizer, spec, data.select(np.arange(n)), test, metrics,
+                       pooled_train_ExH=pooled_ExH[:n], pooled_test_ExH=pooled_ExH[n:])
 
 
-def _train_frozen(model, train: rejector_lib.RejectorData, pool: Pool, spec, config, mesh) -> dict:
-  """Frozen-encoder mode: pooled features once, then only the linear head is trained."""
-  pooled = sweep_lib.pooled_features(model, train.inputs, mesh=mesh,
-                                     desc="frozen encoder: rejector_train")
+def _train_frozen(model, pooled: np.ndarray, train: rejector_lib.RejectorData, pool: Pool, spec,
+                  config) -> dict:
+  """Frozen-encoder mode: only the linear head is trained, on the pooled features `pooled`."""
   point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
                                learning_rate=config.train.optim.learning_rate, u=config.train.u,
                                seed=config.train.seed)
   kernels, biases = sweep_lib.train_heads(
       pooled, train.scores, pool.fees_J, config.costs.loss, [point],
       sweep_lib.HeadTraining(steps=config.train.steps, batch_size=config.train.batch_size))
-  model.classifier.kernel.value = kernels[0]
-  model.classifier.bias.value = biases[0]
+  model.classifier.kernel[...] = kernels[0]
+  model.classifier.bias[...] = biases[0]
   return rejector_lib.allocation_metrics(pooled @ kernels[0] + biases[0], train, spec)
 
 
-def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentConfig,
-               mesh) -> list[tuple[float, np.ndarray]]:
+def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentConfig
+               ) -> list[tuple[float, np.ndarray]]:
   """(beta scale, test allocation) per configured scale: heads on the trained encoder's features.
 
   Retraining the whole rejector per beta scale would multiply the cost of the
@@ -140,16 +152,12 @@ def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentCo
   linear head per scale is trained on rejector_train (all scales in one vmapped
   program), then applied to test.
   """
-  pooled_train = sweep_lib.pooled_features(stage.model, stage.train.inputs, mesh=mesh,
-                                           desc="beta curve: rejector_train features")
-  pooled_test = sweep_lib.pooled_features(stage.model, stage.test.inputs, mesh=mesh,
-                                          desc="beta curve: test features")
   points = [sweep_lib.SweepPoint(beta_scale=b, learning_rate=1e-2, u=config.train.u,
                                  seed=config.train.seed) for b in config.eval.beta_scales]
   kernels, biases = sweep_lib.train_heads(
-      pooled_train, stage.train.scores, pool.fees_J, config.costs.loss, points,
+      stage.pooled_train_ExH, stage.train.scores, pool.fees_J, config.costs.loss, points,
       sweep_lib.HeadTraining(steps=300, batch_size=256))
-  return [(p.beta_scale, np.argmax(pooled_test @ k + b, axis=1))
+  return [(p.beta_scale, np.argmax(stage.pooled_test_ExH @ k + b, axis=1))
           for p, k, b in zip(points, kernels, biases)]
 
 
@@ -179,7 +187,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
     return outputs
   from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
   outputs.update(report_stage.write_report(config, pool, splits, stage, beta_curve(
-      stage, pool, config, mesh), workdir / "report", timings))
+      stage, pool, config), workdir / "report", timings))
   timings["report"] = time.perf_counter() - start - sum(timings.values())
   if until == "report":
     return outputs

@@ -18,6 +18,7 @@ from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
 from l2d_jax.evaluate import baselines, plot, report as report_lib
 from l2d_jax.train import rejector as rejector_lib
+from l2d_jax.train import sweep as sweep_lib
 
 
 def test_table(config: config_lib.ExperimentConfig, pool: Pool,
@@ -41,8 +42,7 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   if not np.isfinite(conf_E).all():
     raise ValueError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
                      "the main model must be a model agent")
-  logits_ExJ = rejector_lib.predict_logits(stage.model, stage.test.inputs,
-                                           desc="rejector on test")
+  logits_ExJ = sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH)
   alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
   metadata = {"experiment": config.name, "questions": splits.counts(),
               "evaluated_on": "test", "num_test": len(alloc_E), "loss": config.costs.loss,

@@ -4,7 +4,16 @@ import json
 import pathlib
 import shutil
 
+import numpy as np
+
 from l2d_jax import cli
+from l2d_jax import config as config_lib
+from l2d_jax import pipeline
+from l2d_jax.agents.pool import prepare_pool
+from l2d_jax.data.sources import load_splits
+from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train import rejector as rejector_lib
+from l2d_jax.train import sweep as sweep_lib
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
@@ -28,3 +37,26 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   again = json.loads(pathlib.Path(json.loads(capsys.readouterr().out)["report_json"]).read_text())
   assert again["rejector"] == report["rejector"]
   assert again["agents"] == report["agents"]
+
+
+def test_rejector_stage_features_give_the_models_own_logits(tmp_path, monkeypatch):
+  """In both rejector modes the stage's pooled features are the final encoder's, and its head
+  on them gives the whole model's logits: the beta curve and the report use them instead of
+  running the encoder again."""
+  monkeypatch.syspath_prepend(str(EXPERIMENTS))
+  from demo import smoke_config  # pylint: disable=import-outside-toplevel
+  config = smoke_config()
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, tmp_path)
+  pool = prepare_pool(config, splits, tmp_path, mesh)
+  for frozen in (False, True):
+    config = config_lib.override(config, f"rejector.frozen_encoder={frozen}")
+    stage = pipeline.train_rejector_stage(config, pool, splits, tmp_path / str(frozen), mesh)
+    for pooled_ExH, data in ((stage.pooled_train_ExH, stage.train),
+                             (stage.pooled_test_ExH, stage.test)):
+      assert pooled_ExH.shape[0] == data.num_examples
+      np.testing.assert_allclose(pooled_ExH, sweep_lib.pooled_features(stage.model, data.inputs),
+                                 rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(sweep_lib.classifier_logits(stage.model, pooled_ExH),
+                                 rejector_lib.predict_logits(stage.model, data.inputs),
+                                 rtol=1e-4, atol=1e-5)

@@ -23,7 +23,7 @@ def test_new_weights_of_the_same_model_reuse_the_compiled_function():
   inputs = _inputs(11)
   before = inference._jitted_apply.cache_info()
   first = rejector_lib.predict_logits(model, inputs, batch_size=4)
-  model.classifier.bias.value = model.classifier.bias.value + 1.0
+  model.classifier.bias[...] = model.classifier.bias[...] + 1.0
   graphdef, state = nnx.split(model)  # as `Trainable.model()` rebuilds it
   model = nnx.merge(graphdef, state)
   second = rejector_lib.predict_logits(model, inputs, batch_size=4)

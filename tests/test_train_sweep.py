@@ -80,5 +80,6 @@ def test_pooled_features_are_the_classifier_inputs():
   pooled = S.pooled_features(model, data.inputs, batch_size=16)
   logits = R.predict_logits(model, data.inputs, batch_size=16)
   head = model.classifier
-  np.testing.assert_allclose(pooled @ np.asarray(head.kernel.value) + np.asarray(head.bias.value),
+  np.testing.assert_allclose(pooled @ np.asarray(head.kernel[...]) + np.asarray(head.bias[...]),
                              logits, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(S.classifier_logits(model, pooled), logits, rtol=1e-4, atol=1e-5)

@@ -64,6 +64,14 @@ def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *,
                                     desc=desc)
 
 
+def classifier_logits(model: SequenceClassifier, pooled_ExH: np.ndarray) -> np.ndarray:
+  """The model's own logits `[E, J]` from its pooled features: its head alone (eval mode).
+
+  Equal to running the whole model on the inputs the features came from.
+  """
+  return np.asarray(model.classifier(jnp.asarray(pooled_ExH)).astype(jnp.float32))
+
+
 def _pooled(model: SequenceClassifier, batch: dict) -> jax.Array:
   """The pooled [CLS] state of one batch (module level: compiled once per model shape)."""
   return model.pooler(model.encoder(*(batch[k] for k in INPUTS))[:, 0])
