@@ -141,10 +141,12 @@ def test_random_allocation_sampled_draws():
 def test_cascade_at_given_thresholds():
   table = make_table()
   low, mid, _, _ = baselines.cascade(CONF_E, table, np.array([0.4, 0.5]))  # b first, then c
-  # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4.
+  # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4, which a has already seen: they cost
+  # both fees (0.1 + 0.4) and both FLOPs (1 + 4), and 0.5 * 0.1 more deferral loss each.
   assert_close(mid, {
-      "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6, "fee": (3 * 0.1 + 3 * 0.4) / 6,
-      "flops": 15 / 6, "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05) / 6,
+      "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6,
+      "fee": (3 * 0.1 + 3 * (0.1 + 0.4)) / 6, "flops": (3 * 1 + 3 * (1 + 4)) / 6,
+      "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05 + 3 * 0.5 * 0.1) / 6,
       "shares": {"a": 0.5, "b": 0.5, "c": 0.0}})
   # >= 0.4 is inclusive: a also keeps q2 (confidence 0.4).
   assert_close(low["f1"], 3.5 / 6)
@@ -152,7 +154,7 @@ def test_cascade_at_given_thresholds():
   (to_c,) = baselines.cascade(CONF_E, table, np.array([0.5]), experts=[2])
   assert to_c["expert"] == "c"
   assert_close(to_c["f1"], 4.5 / 6)
-  assert_close(to_c["fee"], (3 * 0.1 + 3 * 1.0) / 6)
+  assert_close(to_c["fee"], (3 * 0.1 + 3 * (0.1 + 1.0)) / 6)
   assert_close(baselines.cascade(CONF_E, table, np.array([0.5]))[1], to_c)
   with pytest.raises(ValueError, match="experts"):
     baselines.cascade(CONF_E, table, np.array([0.5]), experts=[0])
@@ -167,6 +169,7 @@ def test_cascade_default_thresholds_span_main_only_to_expert_only():
   assert rows[0]["shares"] == {"a": 1.0, "b": 0.0, "c": 0.0}
   assert rows[21]["shares"] == {"a": 0.0, "b": 1.0, "c": 0.0}
   assert rows[-1]["shares"] == {"a": 0.0, "b": 0.0, "c": 1.0}
+  assert_close([rows[0]["fee"], rows[21]["fee"], rows[-1]["fee"]], [0.1, 0.5, 1.1])
 
 
 # Points (fee, F1); the front is 0, 2, 5: (0.1, 0.4), (0.2, 0.6), (0.4, 0.7).
@@ -242,9 +245,10 @@ def test_report_contents():
   assert_close(random["fee"], rep["rejector"]["fee"])
   assert_close(random["shares"], rep["rejector"]["shares"])
   assert random["sampled"]["seeds"] == [0, 1]
-  # One cascade to b and one to c. The joint front: to b up to fee 0.25 (F1 4/6), then to c
-  # (threshold 0.45: a keeps q0, q3, q5; fee 0.55, F1 4.5/6); at the rejector's fee 0.45
-  # the two mix 1:2, F1 (4 + 2 * 4.5) / 18.
+  # One cascade to b and one to c; a deferred question pays a's fee 0.1 too. The joint
+  # front: to b up to 3 deferred (q4, q1, q2: fee 0.1 + 3 * 0.4 / 6 = 0.3, F1 4/6), then to
+  # c with 3 deferred (fee 0.1 + 3 / 6 = 0.6, F1 4.5/6); at the rejector's fee 0.45 the two
+  # mix 1:1, F1 (4 + 4.5) / 12.
   cascade = rep["curve"]["cascade"]
   assert rep["baselines"]["cascade"]["experts"] == ["b", "c"]
   assert len(cascade["points"]) == 2 * 22
@@ -252,7 +256,7 @@ def test_report_contents():
   assert {row["expert"] for row in front} == {"b", "c"}
   assert_close(rep["baselines"]["cascade"]["at_rejector_cost"],
                curve.row_at_cost(front, rep["rejector"]["fee"]))
-  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"]["f1"], (4 + 2 * 4.5) / 18)
+  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"]["f1"], (4 + 4.5) / 12)
   rejector = rep["curve"]["rejector"]
   assert [p["beta_scale"] for p in rejector["points"]] == [0.0, 0.5, 10.0]
   # Sweep points (fee, F1): (3.6/6, 5/6), (2.7/6, 5/6), (0.1, 2.5/6): the first is dominated.

@@ -18,6 +18,8 @@ The baselines:
            Only agent 0 has a confidence, so the chain has a single step: every
            deferred question goes to one expert. Every expert is tried in turn
            (by default), so the cascade's curve is the front over all of them.
+           The main model runs on every question (its confidence decides), so
+           a deferred question costs its fee and FLOPs as well as the expert's.
   oracle   the cheapest agent per question (ties to the lowest index, as in
            `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 """
@@ -237,8 +239,22 @@ def cascade(conf_E: np.ndarray, table: AgentTable, thresholds_T: np.ndarray | No
   if thresholds_T is None:
     thresholds_T = quantile_thresholds(conf_E)
   return [{"expert": table.names[j], "threshold": float(t),
-           **allocation_row(cascade_allocation(conf_E, t, j), table)}
+           **cascade_row(cascade_allocation(conf_E, t, j), table)}
           for j in experts for t in thresholds_T]
+
+
+def cascade_row(alloc_E: np.ndarray, table: AgentTable) -> dict:
+  """The allocation row of a cascade: agent 0 was also paid on every question it passed on.
+
+  `shares` stay who answered; `fee`, `flops` and `deferral_loss` add the main
+  model's fee (beta-scaled in the loss) and FLOPs for the deferred share.
+  """
+  row = allocation_row(alloc_E, table)
+  deferred = float(np.mean(np.asarray(alloc_E) != 0))
+  row["fee"] += deferred * float(table.fee_J[0])
+  row["flops"] += deferred * float(table.flops_J[0])
+  row["deferral_loss"] += deferred * table.beta_scale * float(table.fee_J[0])
+  return row
 
 
 def oracle(table: AgentTable) -> dict:

@@ -83,7 +83,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                        f"({max_fee:g} cost units)",
           "random": "exact expectation of a random allocation with the rejector's shares",
           "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
-                     "otherwise one expert, each in turn (front over all experts)",
+                     "otherwise one expert, each in turn (front over all experts); a "
+                     f"deferred question pays {table.names[0]}'s fee too",
           **(metadata or {}),
       },
       "agents": agents,
