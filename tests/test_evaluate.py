@@ -182,6 +182,12 @@ def test_pareto_front():
   assert curve.pareto_front(COST_P, F1_P).tolist() == [0, 2, 5]
   # Equal in both: the first listed stays.
   assert curve.pareto_front([0.3, 0.3], [0.5, 0.5]).tolist() == [0]
+  # Point 1 is not dominated but lies under the segment from 0 to 2 (F1 0.5 at its cost):
+  # the 1:2 mixture of 0 and 2 beats it. Point 3 lies on the segment from 2 to 4.
+  assert curve.pareto_front([0.1, 0.2, 0.4, 0.5, 0.6], [0.4, 0.45, 0.7, 0.75, 0.8]).tolist() == [
+      0, 2, 4]
+  # Concave chains stay whole, whatever the order the points come in.
+  assert curve.pareto_front([0.4, 0.1, 0.2], [0.7, 0.4, 0.6]).tolist() == [1, 2, 0]
 
 
 def test_best_f1_at_interpolates_and_is_undefined_below_the_front():
@@ -246,9 +252,10 @@ def test_report_contents():
   assert_close(random["shares"], rep["rejector"]["shares"])
   assert random["sampled"]["seeds"] == [0, 1]
   # One cascade to b and one to c; a deferred question pays a's fee 0.1 too. The joint
-  # front: to b up to 3 deferred (q4, q1, q2: fee 0.1 + 3 * 0.4 / 6 = 0.3, F1 4/6), then to
-  # c with 3 deferred (fee 0.1 + 3 / 6 = 0.6, F1 4.5/6); at the rejector's fee 0.45 the two
-  # mix 1:1, F1 (4 + 4.5) / 12.
+  # front: a alone (fee 0.1, F1 2.5/6); to b with 3 deferred (q4, q1, q2: fee 0.1 + 3 * 0.4
+  # / 6 = 0.3, F1 4/6); to c with 4 deferred (fee 0.1 + 4/6, F1 5/6). To c with 3 deferred
+  # (fee 0.6, F1 4.5/6) lies under the segment between the last two. At the rejector's fee
+  # 0.45 those two mix with weight (0.45 - 0.3) / (4/6 - 0.2) = 9/28 on the second.
   cascade = rep["curve"]["cascade"]
   assert rep["baselines"]["cascade"]["experts"] == ["b", "c"]
   assert len(cascade["points"]) == 2 * 22
@@ -256,7 +263,9 @@ def test_report_contents():
   assert {row["expert"] for row in front} == {"b", "c"}
   assert_close(rep["baselines"]["cascade"]["at_rejector_cost"],
                curve.row_at_cost(front, rep["rejector"]["fee"]))
-  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"]["f1"], (4 + 4.5) / 12)
+  assert [(row["expert"], row["shares"]["a"]) for row in front] == [
+      ("b", 1.0), ("b", 0.5), ("c", 2 / 6)]
+  assert_close(rep["baselines"]["cascade"]["at_rejector_cost"]["f1"], (4 + 9 / 28) / 6)
   rejector = rep["curve"]["rejector"]
   assert [p["beta_scale"] for p in rejector["points"]] == [0.0, 0.5, 10.0]
   # Sweep points (fee, F1): (3.6/6, 5/6), (2.7/6, 5/6), (0.1, 2.5/6): the first is dominated.

@@ -1,12 +1,14 @@
-"""Accuracy–cost curves: the Pareto front, the area under the F1–cost curve, the gap recovered.
+"""Accuracy–cost curves: the reachable front, the area under the F1–cost curve, the gap recovered.
 
 A curve is a list of allocation rows (`baselines.allocation_row`), one per beta
 scale of the rejector sweep or per threshold of the cascade. Its cost axis is
 the mean consultation fee per question (`fee`, cost units). Any mixture of two
 allocations is reachable (send each question to one or the other at random),
-and every metric of the mixture is the same mixture of theirs; so the straight
-segment between consecutive Pareto points is reachable too, and a curve's F1 at
-a cost is read on that interpolated front.
+and every metric of the mixture is the same mixture of theirs; so the segment
+between any two points is reachable too. A curve's front (`pareto_front`) is
+therefore that of its points and their mixtures, the non-dominated part of
+their upper concave envelope, and its F1 at a cost is read on that front
+interpolated.
 
 Conventions at the ends:
   - the best F1 reachable at cost <= c (`best_f1_at`) is undefined (nan) below
@@ -28,17 +30,30 @@ GAP_FRACTIONS = (0.25, 0.5, 0.75)
 
 
 def pareto_front(cost_P: np.ndarray, f1_P: np.ndarray) -> np.ndarray:
-  """Indices of the non-dominated points (no other has lower cost and higher F1), by cost.
+  """Indices of the points on the front of what the points and their mixtures reach, by cost.
 
-  Of points with equal cost only the best F1 stays, and of a tie in both the
-  first listed; costs and F1 strictly increase along the front.
+  A point is on it when no other point, and no mixture of two others, has
+  lower or equal cost and higher F1: the non-dominated points that lie on
+  their upper concave envelope. A non-dominated point under the segment
+  between two others is left out, since mixing those two beats it at its own
+  cost; so is one on such a segment, which adds nothing. Of points with equal
+  cost only the best F1 stays, and of a tie in both the first listed. Costs
+  and F1 strictly increase along the front and its slopes strictly decrease.
   """
   cost_P, f1_P = np.asarray(cost_P, np.float64), np.asarray(f1_P, np.float64)
   front, best_f1 = [], -np.inf
   for i in np.lexsort((-f1_P, cost_P)):
-    if f1_P[i] > best_f1:
-      front.append(int(i))
-      best_f1 = f1_P[i]
+    if f1_P[i] <= best_f1:
+      continue  # dominated
+    best_f1 = f1_P[i]
+    while len(front) >= 2:  # drop the last point unless it is above the segment to this one
+      a, b = front[-2], front[-1]
+      above = (f1_P[b] - f1_P[a]) * (cost_P[i] - cost_P[a])
+      on_segment = (f1_P[i] - f1_P[a]) * (cost_P[b] - cost_P[a])
+      if above > on_segment + 1e-12 * abs(on_segment):  # rounding: on the segment is not above
+        break
+      front.pop()
+    front.append(int(i))
   return np.asarray(front, np.int64)
 
 
