@@ -56,6 +56,7 @@ class AgentConfig:
   kind: str = "model"             # model | predictions | human
   model: str = ""                 # HF name or local dir; "scratch" builds `scratch_*` below
   num_layers: int = 0             # keep only the first k encoder layers (0: all)
+  init_from: str = ""             # another run's experts/NAME/checkpoints: start from its weights
   tokenizer: str = ""             # default: the model's own directory
   finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
   scratch_hidden: int = 128

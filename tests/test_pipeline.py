@@ -9,6 +9,7 @@ import numpy as np
 from l2d_jax import cli
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
+from l2d_jax.agents import store as store_lib
 from l2d_jax.agents.pool import prepare_pool
 from l2d_jax.data.sources import load_splits
 from l2d_jax.train import mesh as mesh_lib
@@ -60,3 +61,28 @@ def test_rejector_stage_features_give_the_models_own_logits(tmp_path, monkeypatc
       np.testing.assert_allclose(sweep_lib.classifier_logits(stage.model, pooled_ExH),
                                  rejector_lib.predict_logits(stage.model, data.inputs),
                                  rtol=1e-4, atol=1e-5)
+
+
+def test_agent_init_from_starts_from_another_runs_expert(tmp_path, monkeypatch):
+  """An agent with `init_from` and no fine-tuning answers exactly as the expert it names."""
+  monkeypatch.syspath_prepend(str(EXPERIMENTS))
+  from demo import smoke_config  # pylint: disable=import-outside-toplevel
+  config = config_lib.override(smoke_config(), f"workdir={tmp_path / 'first'}")
+  pipeline.run(config, until="agents")
+  name = config.agents[1].name
+  second = config_lib.override(config, f"workdir={tmp_path / 'second'}")
+  second = config_lib.override(
+      second, f"agents.1.init_from={tmp_path / 'first' / 'experts' / name / 'checkpoints'}")
+  second = config_lib.override(second, "agents.1.finetune.epochs=0")
+  pipeline.run(second, until="agents")
+  first_store = store_lib.AgentStore(tmp_path / "first" / "store", [name])
+  second_store = store_lib.AgentStore(tmp_path / "second" / "store", [name])
+  for field in ("f1_E", "score_E", "prob_E"):
+    np.testing.assert_allclose(second_store.example_table(field), first_store.example_table(field),
+                               rtol=1e-5, atol=1e-6)
+  # Without it the same agent is the untrained model, which answers otherwise.
+  third = config_lib.override(config_lib.override(config, f"workdir={tmp_path / 'third'}"),
+                              "agents.1.finetune.epochs=0")
+  pipeline.run(third, until="agents")
+  assert not np.allclose(store_lib.AgentStore(tmp_path / "third" / "store", [name]).example_table(
+      "score_E"), first_store.example_table("score_E"))

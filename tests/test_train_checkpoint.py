@@ -2,10 +2,15 @@
 
 import jax
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
+from l2d_jax.models.config import EncoderConfig
+from l2d_jax.models.heads import SpanModel
 from l2d_jax.train import checkpoint as ckpt
 from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train.state import Trainable
 
 
 def _state(mesh):
@@ -51,3 +56,31 @@ def test_unfinished_save_is_ignored(tmp_path):
   # what a save killed mid-write leaves: a temporary step directory
   (tmp_path / "2.orbax-checkpoint-tmp-123").mkdir()
   assert ckpt.Checkpointer(tmp_path).latest_step() == 1
+
+
+def _span_model(hidden: int, seed: int):
+  config = EncoderConfig(family="bert", vocab_size=50, hidden_size=hidden, num_layers=1,
+                         num_heads=2, intermediate_size=32, max_position_embeddings=32)
+  return SpanModel(config, rngs=nnx.Rngs(seed))
+
+
+def test_restore_params_takes_another_runs_parameters_only(tmp_path):
+  mesh = mesh_lib.make_mesh()
+  trained = Trainable(_span_model(16, seed=1), optax.adamw(1e-3), mesh, seed=0)
+  checkpointer = ckpt.Checkpointer(tmp_path / "run")
+  for step in (1, 2):
+    state = dict(trained.state, params=jax.tree.map(lambda x, s=step: x + s, trained.state["params"]))
+    checkpointer.save(step, state, {"step": step})
+  checkpointer.close()
+  fresh = _span_model(16, seed=2)
+  _, params_like, _ = nnx.split(fresh, nnx.Param, ...)
+  restored = ckpt.restore_params(tmp_path / "run", params_like)
+  expected = jax.tree.map(lambda x: x + 2, trained.state["params"])  # the latest step
+  for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["1", "2"]  # untouched
+  _, other_like, _ = nnx.split(_span_model(8, seed=2), nnx.Param, ...)
+  with pytest.raises(ValueError, match=str(tmp_path / "run" / "2")):
+    ckpt.restore_params(tmp_path / "run", other_like)
+  with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
+    ckpt.restore_params(tmp_path / "missing", params_like)

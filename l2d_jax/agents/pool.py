@@ -30,6 +30,7 @@ from l2d_jax.models import flops as flops_lib, hf_import
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.heads import SpanModel
 from l2d_jax.models.hub import resolve_model_dir
+from l2d_jax.train import checkpoint
 from l2d_jax.train import finetune as finetune_lib
 
 
@@ -131,6 +132,9 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
       encoder_config, eval_features.num_features / eval_features.num_examples, ft.max_seq_len)
   if _complete(store_dir, agent.name):
     return flops
+  if agent.init_from:  # another run's fine-tuned weights (its own checkpoints win on resume)
+    _, weights, _ = nnx.split(model, nnx.Param, ...)
+    nnx.update(model, checkpoint.restore_params(agent.init_from, weights))
   train_features = feature_cache.cached_features(splits.expert_train, tokenizer, params, cache)
   expert_dir = workdir / "experts" / agent.name
   if ft.epochs > 0:

@@ -78,6 +78,45 @@ class Checkpointer:
     self._manager.close()
 
 
+def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
+  """The `params` of the latest checkpoint in `directory`, another run's, shaped as `params_like`.
+
+  Reads only the parameters (not the optimizer state, which belongs to the
+  other run's schedule), onto the first local device, without touching the
+  directory. Used to start a fine-tuning from another run's fine-tuned model.
+  A directory without a finished checkpoint, or parameters of another shape or
+  structure, is an error naming the directory.
+  """
+  directory = pathlib.Path(directory).absolute()
+  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if (
+      directory.is_dir()) else []
+  if not steps:
+    raise FileNotFoundError(f"{directory}: no finished checkpoint to take parameters from")
+  state_dir = directory / str(steps[-1]) / "state"
+  checkpointer = ocp.PyTreeCheckpointer()
+  saved = _shapes_by_name(checkpointer.metadata(state_dir).item_metadata.get("params", {}))
+  wanted = _shapes_by_name(params_like)
+  if saved != wanted:  # Orbax would pad or cut a mismatched array without a word
+    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    raise ValueError(f"{state_dir.parent}: its parameters do not fit this model; first of "
+                     f"{len(diff)} differences: {diff[0]} saved {saved.get(diff[0])}, "
+                     f"model {wanted.get(diff[0])}")
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          params_like)
+  return checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+      item={"params": abstract}, restore_args=ocp.checkpoint_utils.construct_restore_args(
+          {"params": abstract}), partial_restore=True))["params"]
+
+
+def _shapes_by_name(tree: Any) -> dict[str, tuple[int, ...]]:
+  """Leaf shapes keyed by "a/b/c" paths, alike for dicts and NNX states (`.value` vs ['value'])."""
+  def name(key) -> str:
+    return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
+  return {"/".join(map(name, path)): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def abstract_like(tree: Any) -> Any:
   """Shape, dtype and sharding of each array in `tree`: the restore target for `Checkpointer`."""
   return jax.tree.map(
