@@ -43,5 +43,9 @@ def get_config() -> C.ExperimentConfig:
       train=C.TrainConfig(steps=300, batch_size=32,
                           optim=OptimConfig(learning_rate=5e-5, warmup_fraction=0.1),
                           eval_every=100, checkpoint_every=100),
-      eval=C.EvalConfig(beta_scales=(0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)),
+      # Dense between 0.2 and 0.5, where the rejector moves from the human to
+      # minilm-6L and then to the small experts: a sparse grid leaves gaps
+      # there that the curve can only bridge by mixing.
+      eval=C.EvalConfig(beta_scales=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
+                                     0.5, 0.7, 1.0)),
   )

@@ -3,6 +3,14 @@
 Same protocol as squad_v1_minilm on ../shared/data/squad/dev-v2.0-half.json and
 its splits; each expert's no-answer threshold is tuned on expert_train. No
 human agent, so costs keep beta scale 0.1 (the experts' fees span 0.17 to 1).
+
+Each expert continues squad_v1_minilm's expert of its size (`init_from`), so run
+that experiment first, from the same directory. Its v2 fine-tuning alone is too
+short to learn spans: one epoch on 3,055 questions, half of them unanswerable,
+left every expert abstaining on every question. The v1 experts never saw an
+article of v2's rejector_train or test splits: every one of those articles is
+in v1's rejector_train or test split (`splits.json` assigns articles by their
+position in each file, and the v2 file's articles come from the v1 file).
 """
 
 import dataclasses
@@ -11,11 +19,15 @@ from l2d_jax import config as C
 
 import squad_v1_minilm as v1
 
+V1_EXPERTS = "runs/squad_v1_minilm/experts"
+
 
 def get_config() -> C.ExperimentConfig:
   config = v1.get_config()
+  agents = tuple(
+      dataclasses.replace(a, init_from=f"{V1_EXPERTS}/{a.name}/checkpoints")
+      for a in config.agents if a.kind == "model")
   return dataclasses.replace(
       config, name="squad_v2_minilm", workdir="runs/squad_v2_minilm",
       data=dataclasses.replace(config.data, path=str(v1.SHARED / "dev-v2.0-half.json")),
-      agents=tuple(a for a in config.agents if a.kind == "model"),
-      costs=dataclasses.replace(config.costs, beta_scale=0.1))
+      agents=agents, costs=dataclasses.replace(config.costs, beta_scale=0.1))

@@ -268,6 +268,22 @@ def test_real_splits_partition_the_dev_set_by_article(shared_squad):
   assert list(dict.fromkeys(e.title for e in parts["test"])) == titles[3::4]
 
 
+def test_real_v1_expert_train_shares_no_context_with_v2_evaluation(shared_squad):
+  """squad_v2_minilm starts its experts from squad_v1_minilm's: no paragraph of v2's
+  rejector_train or test may be in the articles those experts were trained on."""
+  def contexts(file, names):
+    return {e.context for name in names
+            for e in squad.read_split(shared_squad / file, shared_squad / "splits.json",
+                                      name).examples}
+  v1_train = contexts("dev-v1.1.json", ["expert_train"])
+  v2_eval = contexts("dev-v2.0-half.json", ["rejector_train", "test"])
+  assert len(v2_eval) > 200 and not v1_train & v2_eval
+  # The same check finds the overlap where there is one: v2's expert_train shares paragraphs
+  # with v1's rejector_train and test.
+  assert contexts("dev-v2.0-half.json", ["expert_train"]) & contexts(
+      "dev-v1.1.json", ["rejector_train", "test"])
+
+
 def test_real_v2_file_round_trips_through_write_squad(shared_squad, tmp_path):
   data = squad.read_squad(shared_squad / "dev-v2.0-half.json")
   squad.write_squad(tmp_path / "copy.json", data.examples, "2.0")
