@@ -129,18 +129,18 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
                        pooled_train_ExH=pooled_ExH[:n], pooled_test_ExH=pooled_ExH[n:])
 
 
-def _train_frozen(model, pooled: np.ndarray, train: rejector_lib.RejectorData, pool: Pool, spec,
-                  config) -> dict:
-  """Frozen-encoder mode: only the linear head is trained, on the pooled features `pooled`."""
+def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorData, pool: Pool,
+                  spec, config) -> dict:
+  """Frozen-encoder mode: only the linear head is trained, on `train`'s pooled features."""
   point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
                                learning_rate=config.train.optim.learning_rate, u=config.train.u,
                                seed=config.train.seed)
   kernels, biases = sweep_lib.train_heads(
-      pooled, train.scores, pool.fees_J, config.costs.loss, [point],
+      pooled_ExH, train.scores, pool.fees_J, config.costs.loss, [point],
       sweep_lib.HeadTraining(steps=config.train.steps, batch_size=config.train.batch_size))
   model.classifier.kernel[...] = kernels[0]
   model.classifier.bias[...] = biases[0]
-  return rejector_lib.allocation_metrics(pooled @ kernels[0] + biases[0], train, spec)
+  return rejector_lib.allocation_metrics(pooled_ExH @ kernels[0] + biases[0], train, spec)
 
 
 def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentConfig
