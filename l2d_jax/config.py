@@ -111,6 +111,11 @@ class EvalConfig:
   beta_scales: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
   cascade_points: int = 21
   random_seeds: int = 5
+  # What running the rejector costs per question, paid on every question as a
+  # cascade pays its main model: "flops" (its forward pass against the pool's
+  # most expensive model agent, as agents' "flops" fees) or a number ("0":
+  # routing is free, the usual learning-to-defer convention).
+  rejector_fee: str = "flops"
 
 
 @dataclasses.dataclass

@@ -12,11 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from l2d_jax import config as config_lib
+from l2d_jax.agents import fees as fees_lib
 from l2d_jax.agents.pool import Pool
 from l2d_jax.data.sources import Splits
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
 from l2d_jax.evaluate import baselines, plot, report as report_lib
+from l2d_jax.models import flops as flops_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
 
@@ -31,6 +33,23 @@ def test_table(config: config_lib.ExperimentConfig, pool: Pool,
       fee_J=pool.fees_J, flops_J=pool.flops_J,
       alpha_J=np.asarray(config.costs.alpha or (1.0,) * len(pool.names), np.float64),
       beta_scale=config.costs.beta_scale)
+
+
+def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tuple[float, float]:
+  """(fee, FLOPs) of one rejector forward pass over a question at its `max_seq_len`.
+
+  The fee follows `eval.rejector_fee`: "flops" divides the FLOPs by those of
+  the pool's most expensive model agent (whose fee is 1), as agents' "flops"
+  fees do; a number is taken as it is.
+  """
+  flops = float(flops_lib.forward_flops(model.config, config.rejector.max_seq_len,
+                                        task="classify", num_labels=len(pool.names)))
+  reference = float(np.max(pool.flops_J))
+  if config.eval.rejector_fee == "flops" and not reference > 0:
+    raise ValueError("eval.rejector_fee='flops' needs a model agent to compare the rejector's "
+                     "FLOPs with; give the rejector's fee as a number (e.g. --set "
+                     "eval.rejector_fee=0)")
+  return fees_lib.fee_from(config.eval.rejector_fee, flops, reference_flops=reference), flops
 
 
 def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,
@@ -52,9 +71,11 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
               "rejector_validation": stage.train_metrics,
               "seconds": {k: round(v, 1) for k, v in timings.items()},
               "config": config_lib.to_dict(config)}
+  rejector_fee, rejector_flops = routing_cost(config, pool, stage.model)
   report = report_lib.build_report(
       test_table(config, pool, stage.test), conf_E, alloc_E, curve,
-      random_seeds=tuple(range(config.eval.random_seeds)), metadata=metadata)
+      random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
+      rejector_flops=rejector_flops, metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")
   return {"report_json": str(json_path), "report_md": str(md_path), "tradeoff_png": str(png_path)}

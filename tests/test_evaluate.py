@@ -309,3 +309,28 @@ def test_write_report_and_plot(tmp_path):
   assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
       "report.json", "report.md", "tradeoff.png"]
+  # The cascade deferring everything to c pays a too: fee 1.1, still on the plot.
+  assert plot.tradeoff_figure(rep).axes[0].get_xlim() == pytest.approx((-0.03, 1.13))
+
+
+def test_the_rejectors_own_fee_is_paid_on_every_question():
+  free, paid = make_report(), report.build_report(
+      make_table(), CONF_E, ORACLE_E,
+      [(0.0, np.array([0, 1, 2, 2, 2, 0])), (0.5, ORACLE_E), (10.0, np.zeros(6, int))],
+      random_seeds=[0, 1], rejector_fee=0.05, rejector_flops=2.0, metadata={"split": "test"})
+  for before, after in [(free["rejector"], paid["rejector"]),
+                        *zip(free["curve"]["rejector"]["points"],
+                             paid["curve"]["rejector"]["points"])]:
+    assert_close({k: after[k] for k in ("fee", "flops", "deferral_loss", "f1", "shares")},
+                 {"fee": before["fee"] + 0.05, "flops": before["flops"] + 2.0,
+                  "deferral_loss": before["deferral_loss"] + 0.5 * 0.05, "f1": before["f1"],
+                  "shares": before["shares"]})
+  # Random allocation needs no rejector; the paired gain compares the same shares.
+  assert paid["baselines"]["random"] == free["baselines"]["random"]
+  assert paid["rejector"]["gain_over_random"] == free["rejector"]["gain_over_random"]
+  assert (paid["metadata"]["rejector_fee"], paid["metadata"]["rejector_flops"]) == (0.05, 2.0)
+  # The cascade is read at the rejector's whole fee, 0.5 here: on its front between fee 0.3
+  # (F1 4/6) and 0.1 + 4/6 (F1 5/6).
+  assert_close(paid["baselines"]["cascade"]["at_rejector_cost"]["f1"],
+               4 / 6 + (0.5 - 0.3) / (4 / 6 - 0.2) / 6)
+  assert "its own fee 0.05 per question" in report.markdown(paid)

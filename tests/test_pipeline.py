@@ -1,10 +1,12 @@
 """End to end: `l2d-jax run` on a tiny demo, its outputs, and a rerun that resumes."""
 
+import dataclasses
 import json
 import pathlib
 import shutil
 
 import numpy as np
+import pytest
 
 from l2d_jax import cli
 from l2d_jax import config as config_lib
@@ -28,6 +30,11 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   report = json.loads(pathlib.Path(outputs["report_json"]).read_text())
   assert {"agents", "rejector", "baselines", "curve"} <= report.keys()
   assert [a["agent"] for a in report["agents"]] == ["small-1L", "medium-2L"]
+  # The rejector pays its own forward pass, in the agents' FLOPs fee units.
+  meta = report["metadata"]
+  assert meta["rejector_fee"] == pytest.approx(
+      meta["rejector_flops"] / max(meta["flops_per_question"].values()))
+  assert 0 < meta["rejector_fee"] < 1
   assert pathlib.Path(outputs["tradeoff_png"]).stat().st_size > 10_000
   export = pathlib.Path(outputs["export"])
   assert {"model.safetensors", "config.json", "router.stablehlo", "agents.json"} <= {
@@ -86,3 +93,24 @@ def test_agent_init_from_starts_from_another_runs_expert(tmp_path, monkeypatch):
   pipeline.run(third, until="agents")
   assert not np.allclose(store_lib.AgentStore(tmp_path / "third" / "store", [name]).example_table(
       "score_E"), first_store.example_table("score_E"))
+
+
+def test_a_resumed_expert_restores_its_own_checkpoint_not_init_from(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(str(EXPERIMENTS))
+  from demo import smoke_config  # pylint: disable=import-outside-toplevel
+  first = config_lib.override(smoke_config(), f"workdir={tmp_path / 'first'}")
+  first = dataclasses.replace(first, agents=first.agents[:1])
+  pipeline.run(first, until="agents")
+  name = first.agents[0].name
+  source = tmp_path / "first" / "experts" / name / "checkpoints"
+  second = config_lib.override(config_lib.override(first, f"workdir={tmp_path / 'second'}"),
+                               f"agents.0.init_from={source}")
+  pipeline.run(second, until="agents")
+  scores = store_lib.AgentStore(tmp_path / "second" / "store", [name]).example_table("score_E")
+  # Fine-tuned from the first expert, the second has its own checkpoint: with the source gone
+  # and its store deleted, a rerun restores that checkpoint and answers exactly as before.
+  shutil.rmtree(tmp_path / "first")
+  shutil.rmtree(tmp_path / "second" / "store")
+  pipeline.run(second, until="agents")
+  np.testing.assert_array_equal(
+      store_lib.AgentStore(tmp_path / "second" / "store", [name]).example_table("score_E"), scores)

@@ -132,11 +132,13 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
       encoder_config, eval_features.num_features / eval_features.num_examples, ft.max_seq_len)
   if _complete(store_dir, agent.name):
     return flops
-  if agent.init_from:  # another run's fine-tuned weights (its own checkpoints win on resume)
-    _, weights, _ = nnx.split(model, nnx.Param, ...)
-    nnx.update(model, checkpoint.restore_params(agent.init_from, weights))
   train_features = feature_cache.cached_features(splits.expert_train, tokenizer, params, cache)
   expert_dir = workdir / "experts" / agent.name
+  if agent.init_from and checkpoint.latest_finished_step(expert_dir / "checkpoints") is None:
+    _, weights, _ = nnx.split(model, nnx.Param, ...)  # a resumed run restores its own instead
+    nnx.update(model, checkpoint.restore_params(agent.init_from, weights))
+    logging.info("agent %s starts from %s, step %s", agent.name, agent.init_from,
+                 checkpoint.latest_finished_step(agent.init_from))
   if ft.epochs > 0:
     trainable = finetune_lib.finetune(
         model, train_features,

@@ -20,6 +20,10 @@ The baselines:
            (by default), so the cascade's curve is the front over all of them.
            The main model runs on every question (its confidence decides), so
            a deferred question costs its fee and FLOPs as well as the expert's.
+
+Deciding is paid alike: the cascade pays its main model as above, and the
+rejector's rows (`rejector_row`) pay the rejector's own fee and FLOPs on every
+question. The random baseline needs no decision and pays none.
   oracle   the cheapest agent per question (ties to the lowest index, as in
            `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 """
@@ -249,11 +253,25 @@ def cascade_row(alloc_E: np.ndarray, table: AgentTable) -> dict:
   `shares` stay who answered; `fee`, `flops` and `deferral_loss` add the main
   model's fee (beta-scaled in the loss) and FLOPs for the deferred share.
   """
-  row = allocation_row(alloc_E, table)
   deferred = float(np.mean(np.asarray(alloc_E) != 0))
-  row["fee"] += deferred * float(table.fee_J[0])
-  row["flops"] += deferred * float(table.flops_J[0])
-  row["deferral_loss"] += deferred * table.beta_scale * float(table.fee_J[0])
+  return _with_overhead(allocation_row(alloc_E, table), table, deferred,
+                        float(table.fee_J[0]), float(table.flops_J[0]))
+
+
+def rejector_row(alloc_E: np.ndarray, table: AgentTable, fee: float = 0.0,
+                 flops: float = 0.0) -> dict:
+  """The allocation row of a rejector whose own forward pass costs `fee` and `flops` per question.
+
+  It runs on every question before the chosen agent does; `shares` stay who answered.
+  """
+  return _with_overhead(allocation_row(alloc_E, table), table, 1.0, fee, flops)
+
+
+def _with_overhead(row: dict, table: AgentTable, share: float, fee: float, flops: float) -> dict:
+  """`row` with `fee` and `flops` paid on a `share` of the questions (beta-scaled in the loss)."""
+  row["fee"] += share * fee
+  row["flops"] += share * flops
+  row["deferral_loss"] += share * table.beta_scale * fee
   return row
 
 

@@ -35,7 +35,8 @@ def tradeoff_figure(report: dict) -> Figure:
   ax.plot(*xy(rejector["points"]), "o", color="C0", alpha=0.35, markersize=4,
           label="rejector, each beta scale")
   ax.plot(*xy(curve_lib.front_rows(rejector)), "-o", color="C0", linewidth=2, markersize=5,
-          label=f"rejector Pareto front (AUC {rejector['auc']:.3f})")
+          label=f"rejector front, its own fee {meta.get('rejector_fee', 0.0) / scale:.3f} "
+                f"included (AUC {rejector['auc']:.3f})")
   cascade = curves["cascade"]
   ax.plot(*xy(cascade["points"]), "s", color="C1", alpha=0.3, markersize=3,
           label=f"cascade: {meta['main_agent']} if its confidence ≥ t, else one expert")
@@ -54,7 +55,9 @@ def tradeoff_figure(report: dict) -> Figure:
             label="each agent alone" if i == 0 else None)
     ax.annotate(agent["agent"], (agent["fee"] / scale, agent["f1"]), xytext=(6, -12),
                 textcoords="offset points", fontsize=9)
-  ax.set_xlim(-0.03, 1.06)
+  # Decisions are paid too, so a cascade deferring everything lies beyond 1.
+  widest = max(r["fee"] for r in (*rejector["points"], *cascade["points"])) / scale
+  ax.set_xlim(-0.03, max(1.06, widest + 0.03))
   unit = "" if scale == 1 else f" (1 = {scale:g} cost units)"
   ax.set_xlabel(f"mean consultation fee per question, as a fraction of the most expensive "
                 f"agent's{unit}")

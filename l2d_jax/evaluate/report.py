@@ -32,6 +32,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                  sweep: Sequence[tuple[float, np.ndarray]], *,
                  cascade_experts: Sequence[int] | None = None,
                  cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
+                 rejector_fee: float = 0.0, rejector_flops: float = 0.0,
                  metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
 
@@ -46,6 +47,10 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
     random_seeds: seeds of sampled random allocations, summarised beside the
       exact expectation the report compares with.
+    rejector_fee: what running the rejector costs per question (fee units),
+      paid on every question by its rows and curve, as a cascade pays its
+      main model; 0 leaves routing free (the usual L2D convention).
+    rejector_flops: the rejector's FLOPs per question.
     metadata: extra entries for `metadata` (data, config, fingerprints...).
   """
   if not sweep:
@@ -56,11 +61,10 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
   ends = {"max_cost": max_fee, "f1_main": agents[0]["f1"], "f1_best": agents[best]["f1"],
           "best_cost": agents[best]["fee"]}
 
-  rejector = {"beta_scale": table.beta_scale,
-              **baselines.allocation_row(rejector_alloc_E, table),
+  routed = lambda alloc_E: baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops)
+  rejector = {"beta_scale": table.beta_scale, **routed(rejector_alloc_E),
               "gain_over_random": baselines.gain_over_random(rejector_alloc_E, table)}
-  sweep_rows = [{"beta_scale": float(scale), **baselines.allocation_row(alloc_E, table)}
-                for scale, alloc_E in sweep]
+  sweep_rows = [{"beta_scale": float(scale), **routed(alloc_E)} for scale, alloc_E in sweep]
   cascade = curve_lib.summarize(
       baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts), **ends)
   random_rows = [{"beta_scale": row["beta_scale"],
@@ -81,6 +85,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
           "flops": table.flops_J.tolist(),
           "cost_axis": "mean fee per question / the most expensive agent's fee "
                        f"({max_fee:g} cost units)",
+          "rejector_fee": float(rejector_fee),
+          "rejector_flops": float(rejector_flops),
           "random": "exact expectation of a random allocation with the rejector's shares",
           "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
                      "otherwise one expert, each in turn (front over all experts); a "
@@ -122,8 +128,11 @@ def markdown(report: dict) -> str:
       "## Agents", "",
       *_table(["agent"], [[row["agent"]] for row in report["agents"]], report["agents"]), "",
       "## Rejector against the baselines", "",
-      f"Random: {meta['random']}. Cascade: {meta['cascade']}, the best threshold mixture at a fee "
-      "<= the rejector's (interpolated on its Pareto front).", "",
+      f"Rejector: its own fee {meta.get('rejector_fee', 0.0):.4g} per question "
+      f"({meta.get('rejector_flops', 0.0):.3g} FLOPs) is paid on every question, in this "
+      f"table and on its curve. Random: {meta['random']}, which pays no rejector. "
+      f"Cascade: {meta['cascade']}, the best threshold mixture at a fee <= the rejector's "
+      "(interpolated on its Pareto front).", "",
   ]
   cascade_at = base["cascade"]["at_rejector_cost"]
   allocations = [("rejector", report["rejector"]), ("random (same shares)", base["random"]),

@@ -82,17 +82,16 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
   """The `params` of the latest checkpoint in `directory`, another run's, shaped as `params_like`.
 
   Reads only the parameters (not the optimizer state, which belongs to the
-  other run's schedule), onto the first local device, without touching the
-  directory. Used to start a fine-tuning from another run's fine-tuned model.
+  other run's schedule) of its newest finished step, onto the first local
+  device, without touching the directory. Used to start a fine-tuning from another run's fine-tuned model.
   A directory without a finished checkpoint, or parameters of another shape or
   structure, is an error naming the directory.
   """
   directory = pathlib.Path(directory).absolute()
-  steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if (
-      directory.is_dir()) else []
-  if not steps:
+  step = latest_finished_step(directory)
+  if step is None:
     raise FileNotFoundError(f"{directory}: no finished checkpoint to take parameters from")
-  state_dir = directory / str(steps[-1]) / "state"
+  state_dir = directory / str(step) / "state"
   checkpointer = ocp.PyTreeCheckpointer()
   saved = _shapes_by_name(checkpointer.metadata(state_dir).item_metadata.get("params", {}))
   wanted = _shapes_by_name(params_like)
@@ -107,6 +106,19 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
   return checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
       item={"params": abstract}, restore_args=ocp.checkpoint_utils.construct_restore_args(
           {"params": abstract}), partial_restore=True))["params"]
+
+
+def latest_finished_step(directory: str | pathlib.Path) -> int | None:
+  """The newest step Orbax finished writing in `directory` (None: none), without changing it."""
+  directory = pathlib.Path(directory).absolute()
+  if not directory.is_dir():
+    return None
+  manager = ocp.CheckpointManager(directory,
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
 
 
 def _shapes_by_name(tree: Any) -> dict[str, tuple[int, ...]]:

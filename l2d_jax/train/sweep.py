@@ -65,11 +65,15 @@ def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *,
 
 
 def classifier_logits(model: SequenceClassifier, pooled_ExH: np.ndarray) -> np.ndarray:
-  """The model's own logits `[E, J]` from its pooled features: its head alone (eval mode).
+  """The model's own logits `[E, J]` from its pooled features: its head alone, in fp32 on the host.
 
-  Equal to running the whole model on the inputs the features came from.
+  Equal to running the whole model on the inputs the features came from (in
+  eval mode the head has no dropout). The head's parameters are replicated, so
+  this process's copy is read, also when other processes hold the rest.
   """
-  return np.asarray(model.classifier(jnp.asarray(pooled_ExH)).astype(jnp.float32))
+  local = lambda variable: np.asarray(variable[...].addressable_data(0), np.float32)
+  return (np.asarray(pooled_ExH, np.float32) @ local(model.classifier.kernel)
+          + local(model.classifier.bias))
 
 
 def _pooled(model: SequenceClassifier, batch: dict) -> jax.Array:
