@@ -142,11 +142,11 @@ def test_cascade_at_given_thresholds():
   table = make_table()
   low, mid, _, _ = baselines.cascade(CONF_E, table, np.array([0.4, 0.5]))  # b first, then c
   # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4, which a has already seen: they cost
-  # both fees (0.1 + 0.4) and both FLOPs (1 + 4), and 0.5 * 0.1 more deferral loss each.
+  # both fees (0.1 + 0.4) and both FLOPs (1 + 4). The deferral loss is the answering agent's.
   assert_close(mid, {
       "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6,
       "fee": (3 * 0.1 + 3 * (0.1 + 0.4)) / 6, "flops": (3 * 1 + 3 * (1 + 4)) / 6,
-      "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05 + 3 * 0.5 * 0.1) / 6,
+      "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05) / 6,
       "shares": {"a": 0.5, "b": 0.5, "c": 0.0}})
   # >= 0.4 is inclusive: a also keeps q2 (confidence 0.4).
   assert_close(low["f1"], 3.5 / 6)
@@ -323,7 +323,7 @@ def test_the_rejectors_own_fee_is_paid_on_every_question():
                              paid["curve"]["rejector"]["points"])]:
     assert_close({k: after[k] for k in ("fee", "flops", "deferral_loss", "f1", "shares")},
                  {"fee": before["fee"] + 0.05, "flops": before["flops"] + 2.0,
-                  "deferral_loss": before["deferral_loss"] + 0.5 * 0.05, "f1": before["f1"],
+                  "deferral_loss": before["deferral_loss"], "f1": before["f1"],
                   "shares": before["shares"]})
   # Random allocation needs no rejector; the paired gain compares the same shares.
   assert paid["baselines"]["random"] == free["baselines"]["random"]

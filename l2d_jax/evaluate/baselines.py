@@ -23,7 +23,8 @@ The baselines:
 
 Deciding is paid alike: the cascade pays its main model as above, and the
 rejector's rows (`rejector_row`) pay the rejector's own fee and FLOPs on every
-question. The random baseline needs no decision and pays none.
+question. The random baseline needs no decision and pays none. These show in
+`fee` and `flops`; the deferral loss stays the cost of the agent that answered.
   oracle   the cheapest agent per question (ties to the lowest index, as in
            `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 """
@@ -250,12 +251,12 @@ def cascade(conf_E: np.ndarray, table: AgentTable, thresholds_T: np.ndarray | No
 def cascade_row(alloc_E: np.ndarray, table: AgentTable) -> dict:
   """The allocation row of a cascade: agent 0 was also paid on every question it passed on.
 
-  `shares` stay who answered; `fee`, `flops` and `deferral_loss` add the main
-  model's fee (beta-scaled in the loss) and FLOPs for the deferred share.
+  `shares` stay who answered; `fee` and `flops` add the main model's for the
+  deferred share.
   """
   deferred = float(np.mean(np.asarray(alloc_E) != 0))
-  return _with_overhead(allocation_row(alloc_E, table), table, deferred,
-                        float(table.fee_J[0]), float(table.flops_J[0]))
+  return _with_overhead(allocation_row(alloc_E, table), deferred, float(table.fee_J[0]),
+                        float(table.flops_J[0]))
 
 
 def rejector_row(alloc_E: np.ndarray, table: AgentTable, fee: float = 0.0,
@@ -264,14 +265,17 @@ def rejector_row(alloc_E: np.ndarray, table: AgentTable, fee: float = 0.0,
 
   It runs on every question before the chosen agent does; `shares` stay who answered.
   """
-  return _with_overhead(allocation_row(alloc_E, table), table, 1.0, fee, flops)
+  return _with_overhead(allocation_row(alloc_E, table), 1.0, fee, flops)
 
 
-def _with_overhead(row: dict, table: AgentTable, share: float, fee: float, flops: float) -> dict:
-  """`row` with `fee` and `flops` paid on a `share` of the questions (beta-scaled in the loss)."""
+def _with_overhead(row: dict, share: float, fee: float, flops: float) -> dict:
+  """`row` with `fee` and `flops` paid on a `share` of the questions.
+
+  The deferral loss stays the cost of the agent that answered, as the method
+  defines it; what deciding costs shows in the fee, the curves' cost axis.
+  """
   row["fee"] += share * fee
   row["flops"] += share * flops
-  row["deferral_loss"] += share * table.beta_scale * fee
   return row
 
 

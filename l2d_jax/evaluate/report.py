@@ -123,14 +123,16 @@ def markdown(report: dict) -> str:
       "# Learning-to-defer evaluation", "",
       f"{meta['num_questions']} test questions, {len(names)} agents (main: {meta['main_agent']}, "
       f"best: {meta['best_agent']}). Costs `alpha * loss + beta_scale * fee` at beta scale "
-      f"{meta['beta_scale']:g}; `fee` is the mean consultation fee per question in cost units, "
-      "`deferral loss` the mean cost of the chosen agent; EM and F1 are fractions.", "",
+      f"{meta['beta_scale']:g}; `fee` is the mean fee paid per question in cost units (deciding "
+      "included: a cascade's main model, the rejector), `deferral loss` the mean cost of the "
+      "agent that answered; EM and F1 are fractions.", "",
       "## Agents", "",
       *_table(["agent"], [[row["agent"]] for row in report["agents"]], report["agents"]), "",
       "## Rejector against the baselines", "",
       f"Rejector: its own fee {meta.get('rejector_fee', 0.0):.4g} per question "
       f"({meta.get('rejector_flops', 0.0):.3g} FLOPs) is paid on every question, in this "
-      f"table and on its curve. Random: {meta['random']}, which pays no rejector. "
+      f"table's fee and on its curve (the deferral loss stays the answering agent's cost). "
+      f"Random: {meta['random']}, which pays no rejector. "
       f"Cascade: {meta['cascade']}, the best threshold mixture at a fee <= the rejector's "
       "(interpolated on its Pareto front).", "",
   ]
