@@ -6,7 +6,8 @@ Trained for so short a time, the experts master level-0 questions (one value
 in the paragraph) and are near chance above; the human agent (annotator 1,
 scored leave-one-out, slipping 10% of the time) is right almost everywhere but
 costs twice the largest expert. The rejector has to learn, from the question
-and the paragraph alone, which questions the cheapest expert gets right.
+and the paragraph alone, which questions the cheapest expert gets right; its
+own forward pass is paid on every question, as a cascade pays small-1L.
 """
 
 import dataclasses
@@ -32,8 +33,10 @@ def get_config() -> C.ExperimentConfig:
                         synthetic_annotators=3),
       agents=(_expert("small-1L", 1), _expert("medium-2L", 2), _expert("large-4L", 4),
               C.AgentConfig(name="human", kind="human", annotator=1, fee="2.0")),
-      rejector=C.RejectorConfig(backbone="scratch", num_layers=1, hidden_size=64, num_heads=2,
-                                intermediate_size=256, max_seq_len=80),
+      # The rejector pays its own forward pass on every question (eval.rejector_fee),
+      # so it is kept small: at hidden 16 it costs a tenth of small-1L.
+      rejector=C.RejectorConfig(backbone="scratch", num_layers=1, hidden_size=16, num_heads=2,
+                                intermediate_size=64, max_seq_len=80),
       costs=C.CostConfig(loss="1-f1", beta_scale=0.2),
       train=C.TrainConfig(steps=400, batch_size=32,
                           optim=OptimConfig(learning_rate=1e-3, warmup_fraction=0.05),
