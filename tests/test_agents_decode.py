@@ -34,6 +34,8 @@ def test_window_best_spans_equals_brute_force(max_len):
     np.testing.assert_allclose(out["null_score_F"][f], start[f, 0] + end[f, 0], rtol=1e-6)
     log_p = (jax.nn.log_softmax(start[f])[s] + jax.nn.log_softmax(end[f])[e])
     np.testing.assert_allclose(out["logprob_F"][f], log_p, rtol=1e-5)
+    null_log_p = jax.nn.log_softmax(start[f])[0] + jax.nn.log_softmax(end[f])[0]
+    np.testing.assert_allclose(out["null_logprob_F"][f], null_log_p, rtol=1e-5)
 
 
 def test_decode_examples_combines_windows_and_thresholds_null():
@@ -48,6 +50,7 @@ def test_decode_examples_combines_windows_and_thresholds_null():
       "score_F": np.array([1.0, 3.0, 2.0], np.float32),
       "null_score_F": np.array([5.0, 0.5, 2.5], np.float32),
       "logprob_F": np.log(np.array([0.1, 0.6, 0.3], np.float32)),
+      "null_logprob_F": np.log(np.array([0.05, 0.2, 0.4], np.float32)),
   }
   example_index = np.array([0, 0, 1])
   v1 = decode.decode_examples(windows, example_index, offsets, contexts)
@@ -57,12 +60,18 @@ def test_decode_examples_combines_windows_and_thresholds_null():
   # v2: empty when null - best > threshold: example 1 has 2.5 - 2.0 = 0.5.
   v2 = decode.decode_examples(windows, example_index, offsets, contexts, null_threshold=0.4)
   assert v2.text == ["gamma", ""]
-  assert v2.prob_E[1] == 0.0
+  # Abstaining, its confidence is the null span's probability (in the window of the lowest
+  # null score: example 0's would be window 1, 0.2).
+  assert v2.prob_E[1] == pytest.approx(0.4)
+  v2_all = decode.decode_examples(windows, example_index, offsets, contexts, null_threshold=-10)
+  assert v2_all.text == ["", ""]
+  np.testing.assert_allclose(v2_all.prob_E, [0.2, 0.4], rtol=1e-6)
   v2_high = decode.decode_examples(windows, example_index, offsets, contexts, null_threshold=0.6)
   assert v2_high.text == ["gamma", "delta epsilon"]
 
 
 def test_decode_examples_requires_a_window_per_question():
-  windows = {k: np.zeros(1) for k in ("start_F", "end_F", "score_F", "null_score_F", "logprob_F")}
+  windows = {k: np.zeros(1) for k in ("start_F", "end_F", "score_F", "null_score_F", "logprob_F",
+                                      "null_logprob_F")}
   with pytest.raises(ValueError, match="have no window"):
     decode.decode_examples(windows, np.array([0]), np.zeros((1, 2, 2), np.int32), ["a", "b"])

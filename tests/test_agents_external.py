@@ -79,7 +79,8 @@ def test_predictions_agent_v2_with_no_answer_probabilities(tmp_path):
   assert 100 * em.mean() == pytest.approx(official["exact"], abs=1e-5)
   assert 100 * f1.mean() == pytest.approx(official["f1"], abs=1e-5)
   np.testing.assert_array_equal(em, [0, 0, 1, 0])  # "" right only where there is no answer
-  np.testing.assert_allclose(store.example_table("prob_E")[:, 0], [0.75, 0.5, 0.0, 1.0])
+  # The probability of the answer given: 1 - P(no answer), or P(no answer) for "" (h2, n1).
+  np.testing.assert_allclose(store.example_table("prob_E")[:, 0], [0.75, 0.5, 1.0, 1.0])
   assert store.manifests["api"]["skipped"] == {external.SKIP_UNKNOWN_NA_PROB_ID: 1}
   assert set(store.manifests["api"]["params"]) == {"predictions_sha256", "na_probs_sha256",
                                                    "version"}

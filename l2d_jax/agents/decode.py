@@ -24,12 +24,13 @@ NEG = -1e9
 
 @dataclasses.dataclass(frozen=True)
 class WindowSpans:
-  """Per window (feature): its best span, span score, CLS score and the span's log-probability."""
+  """Per window (feature): its best span, span score, CLS score and both log-probabilities."""
   start_F: np.ndarray
   end_F: np.ndarray
   score_F: np.ndarray
   null_score_F: np.ndarray
   logprob_F: np.ndarray
+  null_logprob_F: np.ndarray
 
 
 def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
@@ -37,8 +38,9 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
   """Best (start, end) with start <= end < start + max_answer_len, both in the context.
 
   Returns int32 `start_F`, `end_F` and float32 `score_F` (start + end logit),
-  `null_score_F` (CLS start + end logit) and `logprob_F`, the log-probability
-  of the best span under the window's start and end softmaxes.
+  `null_score_F` (CLS start + end logit), and `logprob_F` and `null_logprob_F`,
+  the log-probabilities of the best span and of the null span ([CLS] as start
+  and end) under the window's start and end softmaxes.
   """
   start = start_logits_FxL.astype(jnp.float32)
   end = end_logits_FxL.astype(jnp.float32)
@@ -62,7 +64,15 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
   logprob = (jnp.take_along_axis(log_p_start, best_start[:, None], axis=1)[:, 0] +
              jnp.take_along_axis(log_p_end, best_end[:, None], axis=1)[:, 0])
   return {"start_F": best_start, "end_F": best_end, "score_F": best_score,
-          "null_score_F": start[:, 0] + end[:, 0], "logprob_F": logprob}
+          "null_score_F": start[:, 0] + end[:, 0], "logprob_F": logprob,
+          "null_logprob_F": log_p_start[:, 0] + log_p_end[:, 0]}
+
+
+def first_of_each(sorted_ids: np.ndarray) -> np.ndarray:
+  """Mask of the first element of each run of equal ids in `sorted_ids`."""
+  first = np.ones(len(sorted_ids), bool)
+  first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+  return first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,23 +90,27 @@ def decode_examples(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
   """Combines windows into one answer per question (`contexts[e]` is question e's context).
 
   `null_threshold=None` never answers empty (SQuAD v1.1); otherwise the answer
-  is empty when `null_score - best_span_score > null_threshold` (SQuAD v2.0).
-  `prob_E` is the best span's probability (0 when the answer is empty), the
-  confidence that cascades threshold.
+  is empty when `null_score - best_span_score > null_threshold` (SQuAD v2.0),
+  the null score being the lowest over the question's windows. `prob_E` is the
+  probability of the answer given, the confidence that cascades threshold: the
+  best span's, or for an empty answer the null span's in the window of that
+  lowest null score (so a model that abstains is surer where it abstains more
+  clearly).
   """
   num_examples = len(contexts)
   score_F = np.asarray(windows["score_F"], np.float32)
   order = np.lexsort((-score_F, example_index_F))  # by example, best window first
-  first = np.ones(len(order), bool)
-  first[1:] = example_index_F[order][1:] != example_index_F[order][:-1]
-  best_f = order[first]
+  best_f = order[first_of_each(example_index_F[order])]
   example_of_best = example_index_F[best_f]
   if len(np.unique(example_of_best)) != num_examples or example_of_best.max(initial=-1) >= num_examples:
     missing = sorted(set(range(num_examples)) - set(example_of_best.tolist()))
     raise ValueError(f"{len(missing)} questions have no window (first: {missing[:5]})")
   best_f = best_f[np.argsort(example_of_best)]
-  null_E = np.full(num_examples, np.inf, np.float32)
-  np.minimum.at(null_E, example_index_F, np.asarray(windows["null_score_F"], np.float32))
+  null_F = np.asarray(windows["null_score_F"], np.float32)
+  null_order = np.lexsort((null_F, example_index_F))  # by example, lowest null score first
+  null_f = null_order[first_of_each(example_index_F[null_order])]
+  null_f = null_f[np.argsort(example_index_F[null_f])]
+  null_E = null_F[null_f]
   score_E = score_F[best_f]
   prob_E = np.exp(np.asarray(windows["logprob_F"], np.float32)[best_f])
   starts = np.asarray(windows["start_F"])[best_f]
@@ -106,7 +120,7 @@ def decode_examples(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
     empty = null_threshold is not None and null_E[e] - score_E[e] > null_threshold
     if empty or score_E[e] <= NEG / 2:
       texts.append("")
-      prob_E[e] = 0.0
+      prob_E[e] = np.exp(np.float32(windows["null_logprob_F"][null_f[e]]))
     else:
       texts.append(contexts[e][offsets_FxLx2[f, s, 0]:offsets_FxLx2[f, t, 1]])
   return Decoded(text=texts, score_E=score_E, null_score_E=null_E, prob_E=prob_E)

@@ -46,8 +46,9 @@ def predictions_agent(store_dir: str | os.PathLike, agent: str,
   Every question of `examples` must have a prediction (a `DataError` lists the
   missing ids); entries for ids not in `examples` are skipped, counted in the
   manifest's "skipped" and logged as a warning. With `na_probs_path` (question
-  id -> no-answer probability, as evaluate-v2.0.py reads it), `prob_E` is 1 -
-  that probability. `extra_manifest` (e.g. the agent's fee per query) goes
+  id -> no-answer probability, as evaluate-v2.0.py reads it), `prob_E` is the
+  probability of the answer given, as for model agents: that probability for an
+  empty answer, 1 minus it otherwise. `extra_manifest` (e.g. the agent's fee per query) goes
   into the manifest. Also writes `predictions.json` (the data's questions only)
   beside the chunks. Returns the agent's directory.
   """
@@ -62,7 +63,9 @@ def predictions_agent(store_dir: str | os.PathLike, agent: str,
     na_probs_path = str(na_probs_path)
     na_probs = _read_mapping(na_probs_path, examples, _probability, "no-answer probability",
                              SKIP_UNKNOWN_NA_PROB_ID, report)
-    prob_E = 1.0 - np.array([na_probs[e.id] for e in examples], np.float32)
+    na_E = np.array([na_probs[e.id] for e in examples], np.float32)
+    abstains_E = np.array([not predictions[e.id] for e in examples])
+    prob_E = np.where(abstains_E, na_E, 1.0 - na_E).astype(np.float32)
     params["na_probs_sha256"] = _sha256(na_probs_path)
   if report.total:
     _log.warning("agent %r from %s: %s", agent, predictions_path, report.summary())
