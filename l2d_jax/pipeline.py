@@ -165,6 +165,8 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   """Runs the stages up to `until`; returns where the outputs are."""
   if until not in STAGES:
     raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
+  from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
+  report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
   workdir = pathlib.Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(config), indent=1))
@@ -185,7 +187,6 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   timings["rejector"] = time.perf_counter() - start - sum(timings.values())
   if until == "rejector":
     return outputs
-  from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
   outputs.update(report_stage.write_report(config, pool, splits, stage, beta_curve(
       stage, pool, config), workdir / "report", timings))
   timings["report"] = time.perf_counter() - start - sum(timings.values())

@@ -35,21 +35,33 @@ def test_table(config: config_lib.ExperimentConfig, pool: Pool,
       beta_scale=config.costs.beta_scale)
 
 
+def check_rejector_fee(spec: str) -> None:
+  """Refuses an `eval.rejector_fee` that `routing_cost` could not use, before anything runs."""
+  if spec == "flops":
+    return
+  if spec == "latency":
+    raise ValueError("eval.rejector_fee='latency' is not supported: give 'flops' or a number")
+  fees_lib.fee_from(spec)  # a non-negative number, else a ValueError naming it
+
+
 def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tuple[float, float]:
   """(fee, FLOPs) of one rejector forward pass over a question at its `max_seq_len`.
 
-  The fee follows `eval.rejector_fee`: "flops" divides the FLOPs by those of
-  the pool's most expensive model agent (whose fee is 1), as agents' "flops"
-  fees do; a number is taken as it is.
+  The fee follows `eval.rejector_fee`: "flops" prices the FLOPs as the pool's
+  most compute-hungry model agent is priced (its fee per FLOP: with "flops"
+  fees, FLOPs divided by its FLOPs); a number is taken as it is.
   """
+  check_rejector_fee(config.eval.rejector_fee)
   flops = float(flops_lib.forward_flops(model.config, config.rejector.max_seq_len,
                                         task="classify", num_labels=len(pool.names)))
-  reference = float(np.max(pool.flops_J))
-  if config.eval.rejector_fee == "flops" and not reference > 0:
+  if config.eval.rejector_fee != "flops":
+    return fees_lib.fee_from(config.eval.rejector_fee), flops
+  reference = int(np.argmax(pool.flops_J))
+  if not pool.flops_J[reference] > 0:
     raise ValueError("eval.rejector_fee='flops' needs a model agent to compare the rejector's "
                      "FLOPs with; give the rejector's fee as a number (e.g. --set "
                      "eval.rejector_fee=0)")
-  return fees_lib.fee_from(config.eval.rejector_fee, flops, reference_flops=reference), flops
+  return flops / float(pool.flops_J[reference]) * float(pool.fees_J[reference]), flops
 
 
 def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,

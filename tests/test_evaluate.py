@@ -3,11 +3,16 @@
 import json
 import math
 import statistics
+import types
 
 import numpy as np
 import pytest
 
+from l2d_jax import config as config_lib
+from l2d_jax import report_stage
 from l2d_jax.evaluate import baselines, curve, plot, report
+from l2d_jax.models import flops as flops_lib
+from l2d_jax.models.config import EncoderConfig
 
 # Six questions, three agents: a (main, cheap), b, c (best, expensive).
 F1_ExJ = np.array([[1.0, 1.0, 1.0],
@@ -334,3 +339,24 @@ def test_the_rejectors_own_fee_is_paid_on_every_question():
   assert_close(paid["baselines"]["cascade"]["at_rejector_cost"]["f1"],
                4 / 6 + (0.5 - 0.3) / (4 / 6 - 0.2) / 6)
   assert "its own fee 0.05 per question" in report.markdown(paid)
+
+
+def test_routing_cost_prices_the_rejectors_forward_pass_like_the_largest_model():
+  encoder = EncoderConfig(family="bert", vocab_size=50, hidden_size=16, num_layers=2, num_heads=2,
+                          intermediate_size=32, max_position_embeddings=64)
+  model = types.SimpleNamespace(config=encoder)
+  # Agent b has the most FLOPs per question (40) and is priced 0.5 (say, by latency).
+  pool = types.SimpleNamespace(names=["a", "b", "c"], flops_J=np.array([10.0, 40.0, 0.0]),
+                               fees_J=np.array([0.2, 0.5, 3.0]))
+  flops = flops_lib.forward_flops(encoder, 24, task="classify", num_labels=3)
+  config = config_lib.ExperimentConfig(rejector=config_lib.RejectorConfig(max_seq_len=24))
+  assert report_stage.routing_cost(config, pool, model) == pytest.approx((flops / 40 * 0.5, flops))
+  for spec, fee in (("0", 0.0), ("0.25", 0.25)):
+    priced = config_lib.override(config, f"eval.rejector_fee={spec}")
+    assert report_stage.routing_cost(priced, pool, model) == pytest.approx((fee, flops))
+  for spec in ("-1", "flop", "latency"):
+    with pytest.raises(ValueError):
+      report_stage.check_rejector_fee(spec)
+  no_models = types.SimpleNamespace(names=["x"], flops_J=np.array([0.0]), fees_J=np.array([1.0]))
+  with pytest.raises(ValueError, match="rejector_fee=0"):
+    report_stage.routing_cost(config, no_models, model)

@@ -56,7 +56,8 @@ def tradeoff_figure(report: dict) -> Figure:
     ax.annotate(agent["agent"], (agent["fee"] / scale, agent["f1"]), xytext=(6, -12),
                 textcoords="offset points", fontsize=9)
   # Decisions are paid too, so a cascade deferring everything lies beyond 1.
-  widest = max(r["fee"] for r in (*rejector["points"], *cascade["points"])) / scale
+  widest = max(r["fee"] for r in (*rejector["points"], *cascade["points"], report["rejector"])
+               ) / scale
   ax.set_xlim(-0.03, max(1.06, widest + 0.03))
   unit = "" if scale == 1 else f" (1 = {scale:g} cost units)"
   ax.set_xlabel(f"mean consultation fee per question, as a fraction of the most expensive "
