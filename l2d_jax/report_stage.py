@@ -96,10 +96,12 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
 def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: pathlib.Path) -> dict:
   """The export directory: HF BERT weights + tokenizer, StableHLO router, agents.json."""
   from l2d_jax.export import bundle  # pylint: disable=import-outside-toplevel
+  router_fee, router_flops = routing_cost(config, pool, stage.model)
   meta = bundle.AgentsMeta(
       fees_J=tuple(float(f) for f in pool.fees_J), alpha_J=tuple(stage.spec.alpha_J),
       loss=config.costs.loss, beta_scale=config.costs.beta_scale,
-      flops_J=tuple(float(f) if f else None for f in pool.flops_J))
+      flops_J=tuple(float(f) if f else None for f in pool.flops_J),
+      router_fee=router_fee, router_flops=router_flops)
   bundle.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
                          agents_meta=meta, max_seq_len=config.rejector.max_seq_len)
   return {"export": str(out_dir)}

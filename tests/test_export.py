@@ -22,7 +22,8 @@ AGENTS = ("main", "big", "human")
 MAX_SEQ_LEN = 32
 MAX_QUERY_LEN = 8
 META = bundle.AgentsMeta(fees_J=(0.1, 1.0, 3.0), alpha_J=(1.0, 1.0, 1.0), loss="1-f1",
-                         beta_scale=0.5, flops_J=(2e6, 2e7, None))
+                         beta_scale=0.5, flops_J=(2e6, 2e7, None), router_fee=0.02,
+                         router_flops=5e5)
 
 _WORDS = ("cat dog bird fish the a on in sat ran flew swam mat tree sky lake red blue green "
           "small big old what who where did which").split()
@@ -184,6 +185,16 @@ def test_route_cli_end_to_end(setup, tmp_path, capsys):
     assert f"{count:>9}  {count / len(expected):>6.1%}" in printed
   mean_fee = sum(META.beta_J[AGENTS.index(n)] for n in expected) / len(expected)
   assert f"mean fee per question: {mean_fee:.4g}" in printed
+  assert f"router's own fee per question: 0.01; {mean_fee + 0.01:.4g} in all" in printed
+
+
+def test_agents_record_without_a_router_reads_as_a_free_router():
+  record = META.to_json(AGENTS)
+  assert record["router"] == {"fee": 0.02, "beta": 0.01, "flops": 5e5}
+  del record["router"]
+  names, meta = bundle.AgentsMeta.from_json(record)
+  assert names == list(AGENTS) and (meta.router_fee, meta.router_flops) == (0.0, None)
+  assert meta.fees_J == META.fees_J
 
 
 def test_route_rejects_a_tokenizer_that_is_not_the_exported_one(setup, tmp_path, capsys):

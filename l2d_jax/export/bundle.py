@@ -44,12 +44,17 @@ class AgentsMeta:
     beta_scale: multiplies every fee (the knob the accuracy-cost curve sweeps).
     flops_J: FLOPs per question of each agent; None for agents that are not
       models (predictions files, humans), or for the whole field when unknown.
+    router_fee: what running the rejector itself costs per question (fee
+      units, `eval.rejector_fee`), paid on every question it routes.
+    router_flops: the rejector's FLOPs per question, None when unknown.
   """
   fees_J: tuple[float, ...]
   alpha_J: tuple[float, ...]
   loss: str
   beta_scale: float = 1.0
   flops_J: tuple[float | None, ...] | None = None
+  router_fee: float = 0.0
+  router_flops: float | None = None
 
   def __post_init__(self):
     LossType(self.loss)  # raises ValueError naming the bad loss type
@@ -58,8 +63,8 @@ class AgentsMeta:
     if len(lengths) != 1:
       raise ValueError(f"fees_J, alpha_J and flops_J must have one entry per agent; "
                        f"got lengths {sorted(lengths)}")
-    numbers = [*self.fees_J, *self.alpha_J, self.beta_scale,
-               *(f for f in self.flops_J or () if f is not None)]
+    numbers = [*self.fees_J, *self.alpha_J, self.beta_scale, self.router_fee,
+               *(f for f in (*(self.flops_J or ()), self.router_flops) if f is not None)]
     if not all(math.isfinite(x) and x >= 0 for x in numbers):
       raise ValueError(f"fees, alphas, beta_scale and FLOPs must be finite and non-negative: "
                        f"{self}")
@@ -82,6 +87,8 @@ class AgentsMeta:
         "loss": self.loss,
         "beta_scale": self.beta_scale,
         "cost": "alpha * loss + beta_scale * fee",
+        "router": {"fee": self.router_fee, "beta": self.beta_scale * self.router_fee,
+                   "flops": self.router_flops},
     }
 
   @classmethod
@@ -92,10 +99,12 @@ class AgentsMeta:
                        f"expected {FORMAT_VERSION}")
     agents = record["agents"]
     flops_J = tuple(a["flops"] for a in agents)
+    router = record.get("router", {})  # absent from exports made before the router was priced
     return [a["name"] for a in agents], cls(
         fees_J=tuple(a["fee"] for a in agents), alpha_J=tuple(a["alpha"] for a in agents),
         loss=record["loss"], beta_scale=record["beta_scale"],
-        flops_J=None if all(f is None for f in flops_J) else flops_J)
+        flops_J=None if all(f is None for f in flops_J) else flops_J,
+        router_fee=router.get("fee", 0.0), router_flops=router.get("flops"))
 
 
 def read_agents(export_dir: str | pathlib.Path) -> tuple[list[str], AgentsMeta]:

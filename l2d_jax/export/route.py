@@ -102,6 +102,9 @@ def share_table(chosen: list[str], names: list[str], meta: bundle.AgentsMeta) ->
             for name, count, beta in zip(names, counts, meta.beta_J)]
   mean_fee = sum(c * beta for c, beta in zip(counts, meta.beta_J)) / total
   lines.append(f"mean fee per question: {mean_fee:.4g} (beta_scale {meta.beta_scale:g} x fee)")
+  if meta.router_fee:
+    router = meta.beta_scale * meta.router_fee
+    lines.append(f"router's own fee per question: {router:.4g}; {mean_fee + router:.4g} in all")
   if meta.flops_J is not None and all(f is not None for f in meta.flops_J):
     mean_flops = sum(c * f for c, f in zip(counts, meta.flops_J)) / total
     lines.append(f"mean agent FLOPs per question: {mean_flops:.4g}")
