@@ -61,7 +61,8 @@ def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tupl
     raise ValueError("eval.rejector_fee='flops' needs a model agent to compare the rejector's "
                      "FLOPs with; give the rejector's fee as a number (e.g. --set "
                      "eval.rejector_fee=0)")
-  return flops / float(pool.flops_J[reference]) * float(pool.fees_J[reference]), flops
+  per_reference = fees_lib.fee_from("flops", flops, reference_flops=float(pool.flops_J[reference]))
+  return per_reference * float(pool.fees_J[reference]), flops
 
 
 def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,

@@ -68,11 +68,13 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
           "null_logprob_F": log_p_start[:, 0] + log_p_end[:, 0]}
 
 
-def first_of_each(sorted_ids: np.ndarray) -> np.ndarray:
-  """Mask of the first element of each run of equal ids in `sorted_ids`."""
-  first = np.ones(len(sorted_ids), bool)
+def _lowest_per_example(key_F: np.ndarray, example_index_F: np.ndarray) -> np.ndarray:
+  """For each example present, in example order, its window of lowest `key_F` (first on ties)."""
+  order = np.lexsort((key_F, example_index_F))  # by example, lowest key first
+  sorted_ids = example_index_F[order]
+  first = np.ones(len(order), bool)
   first[1:] = sorted_ids[1:] != sorted_ids[:-1]
-  return first
+  return order[first]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,17 +101,12 @@ def decode_examples(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
   """
   num_examples = len(contexts)
   score_F = np.asarray(windows["score_F"], np.float32)
-  order = np.lexsort((-score_F, example_index_F))  # by example, best window first
-  best_f = order[first_of_each(example_index_F[order])]
-  example_of_best = example_index_F[best_f]
-  if len(np.unique(example_of_best)) != num_examples or example_of_best.max(initial=-1) >= num_examples:
-    missing = sorted(set(range(num_examples)) - set(example_of_best.tolist()))
+  best_f = _lowest_per_example(-score_F, example_index_F)
+  if not np.array_equal(example_index_F[best_f], np.arange(num_examples)):
+    missing = sorted(set(range(num_examples)) - set(example_index_F[best_f].tolist()))
     raise ValueError(f"{len(missing)} questions have no window (first: {missing[:5]})")
-  best_f = best_f[np.argsort(example_of_best)]
   null_F = np.asarray(windows["null_score_F"], np.float32)
-  null_order = np.lexsort((null_F, example_index_F))  # by example, lowest null score first
-  null_f = null_order[first_of_each(example_index_F[null_order])]
-  null_f = null_f[np.argsort(example_index_F[null_f])]
+  null_f = _lowest_per_example(null_F, example_index_F)
   null_E = null_F[null_f]
   score_E = score_F[best_f]
   prob_E = np.exp(np.asarray(windows["logprob_F"], np.float32)[best_f])

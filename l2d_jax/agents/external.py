@@ -48,9 +48,9 @@ def predictions_agent(store_dir: str | os.PathLike, agent: str,
   manifest's "skipped" and logged as a warning. With `na_probs_path` (question
   id -> no-answer probability, as evaluate-v2.0.py reads it), `prob_E` is the
   probability of the answer given, as for model agents: that probability for an
-  empty answer, 1 minus it otherwise. `extra_manifest` (e.g. the agent's fee per query) goes
-  into the manifest. Also writes `predictions.json` (the data's questions only)
-  beside the chunks. Returns the agent's directory.
+  empty answer, 1 minus it otherwise. `extra_manifest` (e.g. the agent's fee per
+  query) goes into the manifest. Also writes `predictions.json` (the data's
+  questions only) beside the chunks. Returns the agent's directory.
   """
   _check_version(version)
   predictions_path = str(predictions_path)

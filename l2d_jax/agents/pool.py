@@ -137,8 +137,6 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
   if agent.init_from and checkpoint.latest_finished_step(expert_dir / "checkpoints") is None:
     _, weights, _ = nnx.split(model, nnx.Param, ...)  # a resumed run restores its own instead
     nnx.update(model, checkpoint.restore_params(agent.init_from, weights))
-    logging.info("agent %s starts from %s, step %s", agent.name, agent.init_from,
-                 checkpoint.latest_finished_step(agent.init_from))
   if ft.epochs > 0:
     trainable = finetune_lib.finetune(
         model, train_features,

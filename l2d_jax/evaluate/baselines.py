@@ -20,13 +20,13 @@ The baselines:
            (by default), so the cascade's curve is the front over all of them.
            The main model runs on every question (its confidence decides), so
            a deferred question costs its fee and FLOPs as well as the expert's.
+  oracle   the cheapest agent per question (ties to the lowest index, as in
+           `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 
 Deciding is paid alike: the cascade pays its main model as above, and the
 rejector's rows (`rejector_row`) pay the rejector's own fee and FLOPs on every
 question. The random baseline needs no decision and pays none. These show in
 `fee` and `flops`; the deferral loss stays the cost of the agent that answered.
-  oracle   the cheapest agent per question (ties to the lowest index, as in
-           `defer.policy.bayes_allocation`): the lower bound of the deferral loss.
 """
 
 import dataclasses

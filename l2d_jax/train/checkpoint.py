@@ -10,6 +10,7 @@ Restoring takes an abstract target whose leaves carry the *current* shardings,
 so a state saved on 8 devices restores on 1 or 2.
 """
 
+import logging
 import pathlib
 from typing import Any
 
@@ -83,9 +84,10 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
 
   Reads only the parameters (not the optimizer state, which belongs to the
   other run's schedule) of its newest finished step, onto the first local
-  device, without touching the directory. Used to start a fine-tuning from another run's fine-tuned model.
-  A directory without a finished checkpoint, or parameters of another shape or
-  structure, is an error naming the directory.
+  device, without touching the directory. Used to start a fine-tuning from
+  another run's fine-tuned model. A directory without a finished checkpoint,
+  or parameters of another shape or structure, is an error naming the
+  directory.
   """
   directory = pathlib.Path(directory).absolute()
   step = latest_finished_step(directory)
@@ -100,6 +102,7 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
     raise ValueError(f"{state_dir.parent}: its parameters do not fit this model; first of "
                      f"{len(diff)} differences: {diff[0]} saved {saved.get(diff[0])}, "
                      f"model {wanted.get(diff[0])}")
+  logging.info("taking parameters from %s", state_dir.parent)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           params_like)
