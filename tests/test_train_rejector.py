@@ -105,3 +105,19 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def jax_leaves(tree):
   import jax  # pylint: disable=import-outside-toplevel
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_allocation_metrics_exact_values():
+  """Three questions, two agents, 1 - F1 costs with beta (0.1, 0.5): every metric by hand."""
+  f1_ExJ = np.array([[1.0, 0.5], [0.0, 1.0], [0.5, 0.5]], np.float32)
+  em_ExJ = (f1_ExJ == 1.0).astype(np.float32)
+  data = R.RejectorData({}, {"em": em_ExJ, "f1": f1_ExJ, "span_nll": np.zeros_like(f1_ExJ)},
+                        ["a", "b", "c"])
+  spec = R.CostSpec("1-f1", (1.0, 1.0), (0.1, 0.5))
+  logits_ExJ = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], np.float32)  # agents 0, 1, 1
+  # Costs: [0.1, 1.0], [1.1, 0.5], [0.6, 1.0]; chosen 0.1, 0.5, 1.0; cheapest 0.1, 0.5, 0.6.
+  metrics = R.allocation_metrics(logits_ExJ, data, spec)
+  np.testing.assert_allclose(
+      [metrics[k] for k in ("deferral_loss", "oracle_loss", "em", "f1", "beta_fee",
+                            "share_0", "share_1")],
+      [1.6 / 3, 1.2 / 3, 2 / 3, 2.5 / 3, 1.1 / 3, 1 / 3, 2 / 3], rtol=1e-6)

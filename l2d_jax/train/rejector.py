@@ -128,7 +128,11 @@ def _logits(model: nnx.Module, batch: dict) -> jax.Array:
 
 
 def allocation_metrics(logits_ExJ: np.ndarray, data: RejectorData, spec: CostSpec) -> dict:
-  """What routing by `logits_ExJ` achieves: deferral loss, EM/F1, cost, shares, oracle loss."""
+  """What routing by `logits_ExJ` achieves: deferral loss, EM/F1, fee, shares, oracle loss.
+
+  `beta_fee` is the mean `beta_j` of the chosen agents, the fee part of the
+  deferral loss (beta-scaled, no router fee), not the report's unscaled `fee`.
+  """
   costs_ExJ = np.asarray(spec.costs(data.scores))
   alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
   rows = np.arange(len(alloc_E))
@@ -138,7 +142,7 @@ def allocation_metrics(logits_ExJ: np.ndarray, data: RejectorData, spec: CostSpe
       "oracle_loss": float(costs_ExJ.min(axis=1).mean()),
       "em": float(data.scores["em"][rows, alloc_E].mean()),
       "f1": float(data.scores["f1"][rows, alloc_E].mean()),
-      "fee": float(np.asarray(spec.beta_J)[alloc_E].mean()),
+      "beta_fee": float(np.asarray(spec.beta_J)[alloc_E].mean()),
   }
   shares = np.bincount(alloc_E, minlength=num_agents) / len(alloc_E)
   metrics.update({f"share_{j}": float(s) for j, s in enumerate(shares)})
