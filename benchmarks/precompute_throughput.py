@@ -13,7 +13,14 @@ are compared, so both really compute the same function. On a GPU the script
 also prints the fraction of the chip's peak FLOP/s, from the analytic FLOPs of
 `models.flops`.
 
-  python benchmarks/precompute_throughput.py [--num-features 512] [--batch-size 32]
+`--components` then times one encoder layer's parts alone on the first batch's
+shapes, in both frameworks in alternation: the four dense products (fused
+query/key/value, attention output, feed-forward up and down) and the softmax
+attention between them (`encoder._attention_per_example` against
+`scaled_dot_product_attention` with the same padding mask). It shows where the
+gap of the whole forward pass lives.
+
+  python benchmarks/precompute_throughput.py [--num-features 512] [--batch-size 32] [--components]
 """
 
 import argparse
@@ -23,6 +30,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import transformers
@@ -32,6 +40,7 @@ from l2d_jax.data import features as features_lib
 from l2d_jax.data import squad
 from l2d_jax.data import tokenizer as tokenizer_lib
 from l2d_jax.models import flops as flops_lib
+from l2d_jax.models.encoder import _attention_per_example
 from l2d_jax.models import hub
 from l2d_jax.models.hf_import import load_pretrained
 from l2d_jax.train import mesh as mesh_lib
@@ -76,6 +85,64 @@ def torch_peer(model_dir: pathlib.Path, jax_model) -> torch.nn.Module:
   return model.eval()
 
 
+def _seconds(run, repeats: int) -> float:
+  """Mean wall seconds of `run()` over `repeats` calls after one warm-up call."""
+  run()
+  begin = time.perf_counter()
+  for _ in range(repeats):
+    run()
+  return (time.perf_counter() - begin) / repeats
+
+
+def time_components(config, attention_mask_BxL: np.ndarray, repeats: int = 5) -> None:
+  """Prints one layer's dense products and attention, JAX against PyTorch, on the same inputs."""
+  batch, length = attention_mask_BxL.shape
+  hidden, inner, heads = config.hidden_size, config.intermediate_size, config.num_heads
+  rng = np.random.default_rng(0)
+  rows = batch * length
+  products = {"query/key/value": (hidden, 3 * hidden), "attention output": (hidden, hidden),
+              "feed-forward up": (hidden, inner), "feed-forward down": (inner, hidden)}
+  matmul = jax.jit(lambda x, w: x @ w)
+  totals = {"jax": 0.0, "torch": 0.0}
+  print(f"one layer's parts at batch {batch} x {length} tokens (ms, GFLOP/s):")
+  for name, (fan_in, fan_out) in products.items():
+    x = rng.standard_normal((rows, fan_in), dtype=np.float32)
+    w = rng.standard_normal((fan_in, fan_out), dtype=np.float32)
+    x_jax, w_jax = jnp.asarray(x), jnp.asarray(w)
+    x_torch, w_torch = torch.from_numpy(x), torch.from_numpy(w.T.copy())
+    with torch.inference_mode():
+      seconds = {
+          "jax": _seconds(lambda: matmul(x_jax, w_jax).block_until_ready(), repeats),
+          "torch": _seconds(lambda: torch.nn.functional.linear(x_torch, w_torch), repeats)}
+    gflop = 2 * rows * fan_in * fan_out / 1e9
+    _print_part(name, seconds, gflop, totals)
+  shape = (batch, length, heads, hidden // heads)
+  q, k, v = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
+  mask_Bx1x1xL = attention_mask_BxL.astype(bool)[:, None, None, :]
+  attend = jax.jit(_attention_per_example)
+  qkv_jax = [jnp.asarray(a) for a in (q, k, v)] + [jnp.asarray(mask_Bx1x1xL)]
+  qkv_torch = [torch.from_numpy(a.transpose(0, 2, 1, 3).copy()) for a in (q, k, v)]
+  mask_torch = torch.from_numpy(mask_Bx1x1xL)
+  with torch.inference_mode():
+    seconds = {
+        "jax": _seconds(lambda: attend(*qkv_jax).block_until_ready(), repeats),
+        "torch": _seconds(lambda: torch.nn.functional.scaled_dot_product_attention(
+            *qkv_torch, attn_mask=mask_torch), repeats)}
+  _print_part("softmax attention", seconds, 4 * batch * length * length * hidden / 1e9, totals)
+  print(f"  {'sum of the parts':<18} JAX {totals['jax'] * 1e3:7.1f}   PyTorch "
+        f"{totals['torch'] * 1e3:7.1f}   ({config.num_layers} layers: "
+        f"{config.num_layers * totals['jax']:.2f} s against "
+        f"{config.num_layers * totals['torch']:.2f} s per batch)")
+
+
+def _print_part(name: str, seconds: dict[str, float], gflop: float,
+                totals: dict[str, float]) -> None:
+  for framework, value in seconds.items():
+    totals[framework] += value
+  print(f"  {name:<18} JAX {seconds['jax'] * 1e3:7.1f} ({gflop / seconds['jax']:5.1f})   "
+        f"PyTorch {seconds['torch'] * 1e3:7.1f} ({gflop / seconds['torch']:5.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data", default=str(_DEFAULT_DATA), help="SQuAD JSON file")
@@ -87,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--max-answer-len", type=int, default=30)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                       help="JAX compute dtype (PyTorch runs fp32)")
+  parser.add_argument("--components", action="store_true",
+                      help="also time one layer's dense products and attention alone")
   args = parser.parse_args(argv)
   if not pathlib.Path(args.data).exists():
     print(f"data not found: {args.data}", file=sys.stderr)
@@ -163,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{rate['jax'] * flops_per_feature / peak:.1%} of {peak / 1e12:.0f} TFLOP/s")
     print(f"GPU {device.device_kind}: {rate['jax']:.1f} features/s ({args.dtype}), fraction of "
           f"the bf16 dense peak: {fraction}")
+  if args.components:
+    time_components(loaded.config, batches[0]["attention_mask_FxL"])
   return 0
 
 
