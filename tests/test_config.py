@@ -1,8 +1,11 @@
-"""Experiment configs: `--set` overrides are typed and name what is wrong."""
+"""Experiment configs: `--set` overrides are typed and name what is wrong; shipped ones load."""
+
+import pathlib
 
 import pytest
 
 from l2d_jax import config as C
+from l2d_jax import report_stage
 
 
 def test_overrides_reach_nested_fields_and_tuples():
@@ -38,3 +41,15 @@ def test_load_config_from_file(tmp_path):
   assert C.load_config(str(path)).name == "x"
   with pytest.raises(FileNotFoundError, match="no experiment"):
     C.load_config("does_not_exist")
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "experiments").glob("*.py")))
+def test_shipped_experiments_load(name):
+  """Every experiments/*.py builds its config (a broken one would fail hours into a GPU job)."""
+  config = C.load_config(name)
+  assert (config.name, config.workdir) == (name, f"runs/{name}")
+  names = [agent.name for agent in config.agents]
+  assert len(names) >= 2 and len(set(names)) == len(names)
+  report_stage.check_rejector_fee(config.eval.rejector_fee)
+  assert C.to_dict(config)["agents"][0]["name"] == names[0]
