@@ -40,8 +40,8 @@ from l2d_jax.data import features as features_lib
 from l2d_jax.data import squad
 from l2d_jax.data import tokenizer as tokenizer_lib
 from l2d_jax.models import flops as flops_lib
-from l2d_jax.models.encoder import _attention_per_example
 from l2d_jax.models import hub
+from l2d_jax.models.encoder import _attention_per_example
 from l2d_jax.models.hf_import import load_pretrained
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.finetune import MODEL_INPUTS

@@ -3,21 +3,22 @@
 A rejector beats random allocation at the same shares only by what its input
 tells about which agent is cheaper on each question. This probe measures that
 outside the method, for two agents `a` and `b` of an experiment whose agent
-store exists (it is computed first otherwise): it regresses the per-question
+store exists (it is computed first otherwise). It regresses the per-question
 cost difference `c_a - c_b` on frozen features of the rejector's input
-(question and context at `--max-seq-len` tokens; the hidden states of the
-backbone's first `--layers` layers, or of a model agent's fine-tuned encoder
-with `--expert`, mean-pooled over the tokens, with the [CLS] state appended), by ridge regression whose penalty is chosen by 5-fold
+(question and context at `--max-seq-len` tokens): the last hidden states of
+the backbone's first `--layers` layers, or of a model agent's fine-tuned
+encoder with `--expert`, mean-pooled over the tokens with the [CLS] state
+appended. The regression is ridge, its penalty chosen by 5-fold
 cross-validation on rejector_train. On test, for each share of `b`, it sends
 the questions with the largest predicted difference to `b` and the rest to
 `a`, and prints how much lower the mean cost and how much higher F1 are than
 with the same shares drawn at random (the exact expectation), with the paired
 standard error. For reference it does the same with agent `a`'s own best-span
 probability as the score (what a cascade from `a` reads, at the price of
-running `a` on every question) and with the true difference (the oracle).
+running `a` on every question; its fee and F1 as a cascade are printed too)
+and with the true difference (the oracle).
 
-  python experiments/analysis/routing_signal.py --config squad_v1_minilm \\
-      --workdir runs/squad_v1_minilm --beta-scale 0.2 --agents minilm-6L,human
+  python experiments/analysis/routing_signal.py --config squad_v1_minilm --agents minilm-6L,human
 """
 
 import argparse
@@ -29,7 +30,7 @@ from flax import nnx
 
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
-from l2d_jax.agents.pool import build_expert, prepare_pool
+from l2d_jax.agents.pool import agent_tokenizer, build_expert, prepare_pool
 from l2d_jax.data.sources import load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.models import hf_import
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
   parser.add_argument("--layers", type=int, default=2, help="the backbone's first layers")
   parser.add_argument("--expert", help="read features from this model agent's fine-tuned "
-                      "encoder instead (its checkpoint in the workdir; tokenizer: --backbone's)")
+                      "encoder instead (its checkpoint in the workdir, its tokenizer)")
   parser.add_argument("--max-seq-len", type=int, default=128)
   parser.add_argument("--shares", default="0.2,0.4,0.5,0.6,0.8", help="shares of agent b")
   args = parser.parse_args(argv)
@@ -118,36 +119,40 @@ def main(argv: list[str] | None = None) -> None:
     config.costs.beta_scale = args.beta_scale
   workdir = pathlib.Path(config.workdir)
   mesh = mesh_lib.make_mesh()
-  pool = prepare_pool(config, load_splits(config.data, workdir), workdir, mesh)
+  splits = load_splits(config.data, workdir)
+  pool = prepare_pool(config, splits, workdir, mesh)
   names = args.agents.split(",")
   if len(names) != 2 or any(n not in pool.names for n in names):
     raise SystemExit(f"--agents: two of {pool.names}, got {args.agents!r}")
   pair = [pool.names.index(n) for n in names]
-  tokenizer = load_tokenizer(resolve_model_dir(args.backbone))
-  data = pipeline.rejector_data(pool, tokenizer, args.max_seq_len)
-  cost_ExJ = np.asarray(pipeline.cost_spec(config, pool).costs(data.scores), np.float64)
-  cost_Ex2, f1_Ex2 = cost_ExJ[:, pair], data.scores["f1"][:, pair].astype(np.float64)
-  n = pool.num_rejector_train
   if args.expert:  # the fine-tuned expert's own encoder, as its run left it
     agent = next((a for a in config.agents if a.name == args.expert and a.kind == "model"), None)
     if agent is None:
       raise SystemExit(f"--expert {args.expert!r} is not a model agent of {args.config}")
+    tokenizer = agent_tokenizer(agent, splits)
     model, _ = build_expert(agent, len(tokenizer))
     _, params, _ = nnx.split(model, nnx.Param, ...)
     nnx.update(model, checkpoint.restore_params(workdir / "experts" / agent.name / "checkpoints",
                                                 params))
     source = f"{agent.name}'s fine-tuned"
   else:
+    tokenizer = load_tokenizer(resolve_model_dir(args.backbone))
     model = hf_import.load_pretrained(resolve_model_dir(args.backbone), task="classify",
                                       num_labels=2, num_layers=args.layers).model
     source = f"{args.layers}-layer {args.backbone}"
-  features = frozen_features(model, data.inputs, mesh)
-  predicted_E, penalty = ridge_predictions(features, cost_Ex2[:, 0] - cost_Ex2[:, 1], n)
-  confidence_E = pool.store().example_table("prob_E")[:, pair[0]]
-  scores = {f"ridge on {source} features at {args.max_seq_len} "
-            f"tokens (penalty {penalty:g})": predicted_E,
-            f"{names[0]}'s own confidence (runs {names[0]} on every question)": -confidence_E,
-            "oracle (the true difference)": cost_Ex2[:, 0] - cost_Ex2[:, 1]}
+  data = pipeline.rejector_data(pool, tokenizer, args.max_seq_len)
+  cost_ExJ = np.asarray(pipeline.cost_spec(config, pool).costs(data.scores), np.float64)
+  cost_Ex2, f1_Ex2 = cost_ExJ[:, pair], data.scores["f1"][:, pair].astype(np.float64)
+  n = pool.num_rejector_train
+  difference_E = cost_Ex2[:, 0] - cost_Ex2[:, 1]
+  predicted_E, penalty = ridge_predictions(frozen_features(model, data.inputs, mesh),
+                                           difference_E, n)
+  scores = (  # (label, score: high sends to b, whether it is a cascade from a)
+      (f"ridge on {source} features at {args.max_seq_len} tokens (penalty {penalty:g})",
+       predicted_E, False),
+      (f"{names[0]}'s own confidence (runs {names[0]} on every question)",
+       -pool.store().example_table("prob_E")[:, pair[0]], True),
+      ("oracle (the true difference)", difference_E, False))
   print(f"{pool.names} at beta scale {config.costs.beta_scale:g}; choosing between {names[0]} "
         f"(a) and {names[1]} (b) on {len(pool.examples) - n} test questions "
         f"(fit on {n} rejector_train questions)")
@@ -155,8 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         f"F1 a {f1_Ex2[n:, 0].mean():.4f}, b {f1_Ex2[n:, 1].mean():.4f}")
   fee_a, fee_b = (float(pool.fees_J[j]) for j in pair)
   mean_f1_a, mean_f1_b = f1_Ex2[n:].mean(0)
-  for label, score_E in scores.items():
-    cascade = label.startswith(names[0])
+  for label, score_E, cascade in scores:
     print(f"\n{label}\n  share b   cost vs random        F1 vs random" +
           ("       as a cascade from a: fee, F1; random mixing at that fee" if cascade else ""))
     for share in (float(s) for s in args.shares.split(",")):

@@ -82,6 +82,12 @@ def build_expert(agent: config_lib.AgentConfig, vocab_size: int) -> tuple[SpanMo
   return loaded.model, loaded.config
 
 
+def agent_tokenizer(agent: config_lib.AgentConfig, splits: Splits):
+  """A model agent's tokenizer: configured, else its checkpoint's, else the experiment's own."""
+  return load_tokenizer(agent.tokenizer or (
+      splits.tokenizer_dir if agent.model == "scratch" else resolve_model_dir(agent.model)))
+
+
 def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
                  workdir: str | pathlib.Path, mesh=None) -> Pool:
   """Runs every stage an agent still needs and returns the pool's description."""
@@ -121,8 +127,7 @@ def _complete(store_dir: pathlib.Path, agent: str) -> bool:
 def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[Example],
                  data_fp: str, workdir: pathlib.Path, store_dir: pathlib.Path, mesh) -> float:
   """Fine-tunes and precomputes one model agent (skipping what is done); its FLOPs/question."""
-  tokenizer = load_tokenizer(agent.tokenizer or (
-      splits.tokenizer_dir if agent.model == "scratch" else resolve_model_dir(agent.model)))
+  tokenizer = agent_tokenizer(agent, splits)
   ft = agent.finetune
   params = FeatureParams(ft.max_seq_len, ft.doc_stride, ft.max_query_len)
   cache = workdir / "cache"
