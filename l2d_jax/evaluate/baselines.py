@@ -15,8 +15,9 @@ The baselines:
            as the allocation; sampled draws are optional and only summarised.
   cascade  the main model (agent 0) answers when its confidence (its best-span
            probability) is at least a threshold, otherwise an expert answers.
-           Only agent 0 has a confidence, so the chain has a single step: every
-           deferred question goes to one expert. Every expert is tried in turn
+           Only agent 0's confidence is read (the main model decides whether to
+           defer), so the chain has a single step: every deferred question goes
+           to one expert. Every expert is tried in turn
            (by default), so the cascade's curve is the front over all of them.
            The main model runs on every question (its confidence decides), so
            a deferred question costs its fee and FLOPs as well as the expert's.
