@@ -13,12 +13,13 @@ are compared, so both really compute the same function. On a GPU the script
 also prints the fraction of the chip's peak FLOP/s, from the analytic FLOPs of
 `models.flops`.
 
-`--components` then times one encoder layer's parts alone on the first batch's
-shapes, in both frameworks in alternation: the four dense products (fused
-query/key/value, attention output, feed-forward up and down) and the softmax
-attention between them (`encoder._attention_per_example` against
-`scaled_dot_product_attention` with the same padding mask). It shows where the
-gap of the whole forward pass lives.
+`--components` (CPU only) then times one encoder layer's parts alone on the
+first batch's shapes, fp32, the two frameworks' calls alternating: the four
+dense products (query/key/value as one fused product in both, as our encoder
+computes it; Hugging Face's BERT makes three), attention output, feed-forward
+up and down, and the softmax attention between them (the encoder's CPU path,
+`encoder._attention_per_example`, against `scaled_dot_product_attention` with
+the same padding mask). It shows where the gap of the whole forward pass lives.
 
   python benchmarks/precompute_throughput.py [--num-features 512] [--batch-size 32] [--components]
 """
@@ -85,13 +86,21 @@ def torch_peer(model_dir: pathlib.Path, jax_model) -> torch.nn.Module:
   return model.eval()
 
 
-def _seconds(run, repeats: int) -> float:
-  """Mean wall seconds of `run()` over `repeats` calls after one warm-up call."""
-  run()
-  begin = time.perf_counter()
-  for _ in range(repeats):
+def _seconds(runs: dict, repeats: int) -> dict[str, float]:
+  """Mean wall seconds per call of each of `runs` (name -> callable), calls alternating.
+
+  Each is called once to warm up, then `repeats` rounds call each in turn, so
+  that load from other processes hits them alike.
+  """
+  seconds = dict.fromkeys(runs, 0.0)
+  for run in runs.values():
     run()
-  return (time.perf_counter() - begin) / repeats
+  for _ in range(repeats):
+    for name, run in runs.items():
+      begin = time.perf_counter()
+      run()
+      seconds[name] += time.perf_counter() - begin
+  return {name: total / repeats for name, total in seconds.items()}
 
 
 def time_components(config, attention_mask_BxL: np.ndarray, repeats: int = 5) -> None:
@@ -111,23 +120,22 @@ def time_components(config, attention_mask_BxL: np.ndarray, repeats: int = 5) ->
     x_jax, w_jax = jnp.asarray(x), jnp.asarray(w)
     x_torch, w_torch = torch.from_numpy(x), torch.from_numpy(w.T.copy())
     with torch.inference_mode():
-      seconds = {
-          "jax": _seconds(lambda: matmul(x_jax, w_jax).block_until_ready(), repeats),
-          "torch": _seconds(lambda: torch.nn.functional.linear(x_torch, w_torch), repeats)}
+      seconds = _seconds({"jax": lambda: matmul(x_jax, w_jax).block_until_ready(),
+                          "torch": lambda: torch.nn.functional.linear(x_torch, w_torch)},
+                         repeats)
     gflop = 2 * rows * fan_in * fan_out / 1e9
     _print_part(name, seconds, gflop, totals)
   shape = (batch, length, heads, hidden // heads)
   q, k, v = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
   mask_Bx1x1xL = attention_mask_BxL.astype(bool)[:, None, None, :]
   attend = jax.jit(_attention_per_example)
-  qkv_jax = [jnp.asarray(a) for a in (q, k, v)] + [jnp.asarray(mask_Bx1x1xL)]
+  args_jax = [jnp.asarray(a) for a in (q, k, v, mask_Bx1x1xL)]
   qkv_torch = [torch.from_numpy(a.transpose(0, 2, 1, 3).copy()) for a in (q, k, v)]
   mask_torch = torch.from_numpy(mask_Bx1x1xL)
   with torch.inference_mode():
-    seconds = {
-        "jax": _seconds(lambda: attend(*qkv_jax).block_until_ready(), repeats),
-        "torch": _seconds(lambda: torch.nn.functional.scaled_dot_product_attention(
-            *qkv_torch, attn_mask=mask_torch), repeats)}
+    seconds = _seconds({"jax": lambda: attend(*args_jax).block_until_ready(),
+                        "torch": lambda: torch.nn.functional.scaled_dot_product_attention(
+                            *qkv_torch, attn_mask=mask_torch)}, repeats)
   _print_part("softmax attention", seconds, 4 * batch * length * length * hidden / 1e9, totals)
   print(f"  {'sum of the parts':<18} JAX {totals['jax'] * 1e3:7.1f}   PyTorch "
         f"{totals['torch'] * 1e3:7.1f}   ({config.num_layers} layers: "
@@ -159,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not pathlib.Path(args.data).exists():
     print(f"data not found: {args.data}", file=sys.stderr)
+    return 2
+  if args.components and jax.default_backend() != "cpu":
+    print("--components times the CPU path; JAX is not on the CPU", file=sys.stderr)
     return 2
   if args.num_features < args.batch_size:
     print("--num-features must be at least --batch-size", file=sys.stderr)

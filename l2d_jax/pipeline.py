@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from l2d_jax import config as config_lib
-from l2d_jax.agents.pool import Pool, prepare_pool
+from l2d_jax.agents.pool import Pool, agent_tokenizer, prepare_pool
 from l2d_jax.data.sources import Splits, load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.models.hub import resolve_model_dir
@@ -58,11 +58,7 @@ def rejector_tokenizer(config: config_lib.ExperimentConfig, splits: Splits):
     return load_tokenizer(rejector.tokenizer)
   if rejector.backbone != "scratch":
     return load_tokenizer(resolve_model_dir(rejector.backbone))
-  first = next(a for a in config.agents if a.kind == "model")
-  if first.tokenizer:
-    return load_tokenizer(first.tokenizer)
-  return load_tokenizer(splits.tokenizer_dir if first.model == "scratch"
-                        else resolve_model_dir(first.model))
+  return agent_tokenizer(next(a for a in config.agents if a.kind == "model"), splits)
 
 
 def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,

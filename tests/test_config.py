@@ -1,5 +1,6 @@
 """Experiment configs: `--set` overrides are typed and name what is wrong; shipped ones load."""
 
+import json
 import pathlib
 
 import pytest
@@ -52,4 +53,18 @@ def test_shipped_experiments_load(name):
   names = [agent.name for agent in config.agents]
   assert len(names) >= 2 and len(set(names)) == len(names)
   report_stage.check_rejector_fee(config.eval.rejector_fee)
-  assert C.to_dict(config)["agents"][0]["name"] == names[0]
+  json.dumps(C.to_dict(config))  # the run writes it to config.json first thing
+
+
+def test_gpu_experiments_change_only_the_experts_and_chain_v2_to_v1():
+  for name in ("squad_v1_minilm", "squad_v2_minilm"):
+    cpu, gpu = C.load_config(name), C.load_config(f"{name}_gpu")
+    assert [a.name for a in gpu.agents] == [a.name for a in cpu.agents]
+    assert (gpu.data, gpu.rejector, gpu.costs, gpu.train, gpu.eval) == (
+        cpu.data, cpu.rejector, cpu.costs, cpu.train, cpu.eval)
+    for agent in gpu.agents:
+      if agent.kind == "model":
+        assert (agent.finetune.epochs, agent.finetune.max_seq_len) == (2.0, 384)
+  v1_gpu = C.load_config("squad_v1_minilm_gpu")
+  for agent in C.load_config("squad_v2_minilm_gpu").agents:
+    assert agent.init_from == f"{v1_gpu.workdir}/experts/{agent.name}/checkpoints"

@@ -20,12 +20,23 @@ def test_gains_against_random_at_the_same_share():
   diff_E = np.array([0.2 - 0.4, 0.3 - 0.6, 0.4 - 0.45, 0.1 - 0.55])
   np.testing.assert_allclose(g["cost"], (diff_E.mean(), diff_E.std(ddof=1) / 2))
   np.testing.assert_allclose(g["f1"], (-diff_E.mean(), diff_E.std(ddof=1) / 2))
+  assert g["share"] == 0.5
 
 
 def test_ridge_recovers_a_linear_difference_out_of_sample():
   rng = np.random.default_rng(0)
   x_ExH = rng.normal(size=(400, 5))
   y_E = x_ExH @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7
-  predicted_E, penalty = routing_signal.ridge_predictions(x_ExH, y_E, num_train=300)
+  groups_E = np.arange(400) // 10  # 40 "articles" of 10 questions
+  predicted_E, penalty = routing_signal.ridge_predictions(x_ExH, y_E, groups_E, num_train=300)
   assert penalty == routing_signal.PENALTIES[0]  # noise-free: the least penalty wins
   np.testing.assert_allclose(predicted_E[300:], y_E[300:], atol=0.05)
+
+
+def test_ridge_penalty_is_chosen_on_held_out_articles():
+  """Pure noise: a fit that saw its held-out rows would prefer the least penalty."""
+  rng = np.random.default_rng(1)
+  x_ExH = rng.normal(size=(300, 40))
+  y_E = rng.normal(size=300)
+  _, penalty = routing_signal.ridge_predictions(x_ExH, y_E, np.arange(300) // 6, num_train=300)
+  assert penalty >= 1e3

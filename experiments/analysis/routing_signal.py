@@ -9,7 +9,7 @@ cost difference `c_a - c_b` on frozen features of the rejector's input
 the backbone's first `--layers` layers, or of a model agent's fine-tuned
 encoder with `--expert`, mean-pooled over the tokens with the [CLS] state
 appended. The regression is ridge, its penalty chosen by 5-fold
-cross-validation on rejector_train. On test, for each share of `b`, it sends
+cross-validation on rejector_train with each article in one fold. On test, for each share of `b`, it sends
 the questions with the largest predicted difference to `b` and the rest to
 `a`, and prints how much lower the mean cost and how much higher F1 are than
 with the same shares drawn at random (the exact expectation), with the paired
@@ -44,8 +44,8 @@ PENALTIES = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
 def _pooled(model, batch: dict):
   """Mean-pooled (over unmasked tokens) and [CLS] last hidden states, `[B, 2H]`."""
-  hidden_BxLxH = model.encoder(*(batch[k] for k in INPUTS))
-  mask_BxLx1 = batch["attention_mask"][..., None].astype(hidden_BxLxH.dtype)
+  hidden_BxLxH = model.encoder(*(batch[k] for k in INPUTS)).astype(jnp.float32)
+  mask_BxLx1 = batch["attention_mask"][..., None].astype(jnp.float32)
   mean_BxH = (hidden_BxLxH * mask_BxLx1).sum(1) / mask_BxLx1.sum(1)
   return jnp.concatenate([mean_BxH, hidden_BxLxH[:, 0]], axis=-1)
 
@@ -56,10 +56,16 @@ def frozen_features(model, inputs: dict, mesh) -> np.ndarray:
                                                desc="frozen features"), np.float64)
 
 
-def ridge_predictions(x_ExH: np.ndarray, y_E: np.ndarray, num_train: int, seed: int = 0
-                      ) -> tuple[np.ndarray, float]:
-  """Ridge fitted on the first `num_train` rows (penalty by 5-fold CV there); all rows' predictions."""
-  folds = np.random.default_rng(seed).integers(0, 5, num_train)
+def ridge_predictions(x_ExH: np.ndarray, y_E: np.ndarray, groups_E, num_train: int,
+                      seed: int = 0) -> tuple[np.ndarray, float]:
+  """Ridge fitted on the first `num_train` rows; every row's prediction, and the penalty.
+
+  The penalty is chosen by 5-fold cross-validation on those rows, each group
+  (an article: its questions share a context) in one fold, as test articles
+  are disjoint from the training ones.
+  """
+  _, group_E = np.unique(np.asarray(groups_E)[:num_train], return_inverse=True)
+  folds = np.random.default_rng(seed).permutation(group_E.max() + 1)[group_E] % 5
 
   def fit(rows):
     mean, std = x_ExH[rows].mean(0), x_ExH[rows].std(0) + 1e-6
@@ -86,10 +92,14 @@ def ridge_predictions(x_ExH: np.ndarray, y_E: np.ndarray, num_train: int, seed: 
 
 
 def gains(score_E: np.ndarray, cost_Ex2: np.ndarray, f1_Ex2: np.ndarray, share: float) -> dict:
-  """Routing the top `share` of `score_E` to agent b, against the same share at random."""
+  """Routing the top `share` of `score_E` to agent b, against the same share at random.
+
+  Returns, for "cost" and "f1", (mean difference, its standard error), and the
+  share actually routed to b (`share` rounded to whole questions).
+  """
   chosen = np.zeros(len(score_E), bool)
   chosen[np.argsort(-score_E, kind="stable")[:int(round(share * len(score_E)))]] = True
-  out = {}
+  out = {"share": float(chosen.mean())}
   for name, table in (("cost", cost_Ex2), ("f1", f1_Ex2)):
     routed_E = np.where(chosen, table[:, 1], table[:, 0])
     random_E = (1 - chosen.mean()) * table[:, 0] + chosen.mean() * table[:, 1]
@@ -129,11 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     agent = next((a for a in config.agents if a.name == args.expert and a.kind == "model"), None)
     if agent is None:
       raise SystemExit(f"--expert {args.expert!r} is not a model agent of {args.config}")
+    checkpoints = workdir / "experts" / agent.name / "checkpoints"
+    if checkpoint.latest_finished_step(checkpoints) is None:
+      raise SystemExit(f"--expert {args.expert!r}: no fine-tuned checkpoint in {checkpoints}")
     tokenizer = agent_tokenizer(agent, splits)
     model, _ = build_expert(agent, len(tokenizer))
     _, params, _ = nnx.split(model, nnx.Param, ...)
-    nnx.update(model, checkpoint.restore_params(workdir / "experts" / agent.name / "checkpoints",
-                                                params))
+    nnx.update(model, checkpoint.restore_params(checkpoints, params))
     source = f"{agent.name}'s fine-tuned"
   else:
     tokenizer = load_tokenizer(resolve_model_dir(args.backbone))
@@ -146,13 +158,16 @@ def main(argv: list[str] | None = None) -> None:
   n = pool.num_rejector_train
   difference_E = cost_Ex2[:, 0] - cost_Ex2[:, 1]
   predicted_E, penalty = ridge_predictions(frozen_features(model, data.inputs, mesh),
-                                           difference_E, n)
-  scores = (  # (label, score: high sends to b, whether it is a cascade from a)
+                                           difference_E, [e.title for e in pool.examples], n)
+  confidence_E = pool.store().example_table("prob_E")[:, pair[0]]
+  scores = [  # (label, score: high sends to b, whether it is a cascade from a)
       (f"ridge on {source} features at {args.max_seq_len} tokens (penalty {penalty:g})",
        predicted_E, False),
-      (f"{names[0]}'s own confidence (runs {names[0]} on every question)",
-       -pool.store().example_table("prob_E")[:, pair[0]], True),
-      ("oracle (the true difference)", difference_E, False))
+      (f"{names[0]}'s own confidence (runs {names[0]} on every question)", -confidence_E, True),
+      ("oracle (the true difference)", difference_E, False)]
+  if not np.isfinite(confidence_E).all():  # humans and predictions files without probabilities
+    print(f"{names[0]} has no confidence per question: no cascade row")
+    del scores[1]
   print(f"{pool.names} at beta scale {config.costs.beta_scale:g}; choosing between {names[0]} "
         f"(a) and {names[1]} (b) on {len(pool.examples) - n} test questions "
         f"(fit on {n} rejector_train questions)")
@@ -168,12 +183,13 @@ def main(argv: list[str] | None = None) -> None:
       line = (f"  {share:7.2f}   {g['cost'][0]:+.4f} ± {g['cost'][1]:.4f}    "
               f"{g['f1'][0]:+.4f} ± {g['f1'][1]:.4f}")
       if cascade:  # a runs on every question; the deferred ones pay b as well
-        fee = fee_a + share * fee_b
+        routed = g["share"]
+        fee = fee_a + routed * fee_b
         order = np.argsort([fee_a, fee_b])
         mixed = np.interp(fee, np.array([fee_a, fee_b])[order],
                           np.array([mean_f1_a, mean_f1_b])[order])
-        line += (f"    {fee:.3f}, {(1 - share) * mean_f1_a + share * mean_f1_b + g['f1'][0]:.4f}"
-                 f"; {mixed:.4f}")
+        f1 = (1 - routed) * mean_f1_a + routed * mean_f1_b + g["f1"][0]
+        line += f"    {fee:.3f}, {f1:.4f}; {mixed:.4f}"
       print(line)
 
 

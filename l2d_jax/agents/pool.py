@@ -83,7 +83,7 @@ def build_expert(agent: config_lib.AgentConfig, vocab_size: int) -> tuple[SpanMo
 
 
 def agent_tokenizer(agent: config_lib.AgentConfig, splits: Splits):
-  """A model agent's tokenizer: configured, else its checkpoint's, else the experiment's own."""
+  """A model agent's tokenizer: configured, else its checkpoint's (scratch: the experiment's)."""
   return load_tokenizer(agent.tokenizer or (
       splits.tokenizer_dir if agent.model == "scratch" else resolve_model_dir(agent.model)))
 
