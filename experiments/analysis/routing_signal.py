@@ -26,7 +26,6 @@ import pathlib
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
@@ -144,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
       raise SystemExit(f"--expert {args.expert!r}: no fine-tuned checkpoint in {checkpoints}")
     tokenizer = agent_tokenizer(agent, splits)
     model, _ = build_expert(agent, len(tokenizer))
-    _, params, _ = nnx.split(model, nnx.Param, ...)
-    nnx.update(model, checkpoint.restore_params(checkpoints, params))
+    checkpoint.restore_params_into(model, checkpoints)
     source = f"{agent.name}'s fine-tuned"
   else:
     tokenizer = load_tokenizer(resolve_model_dir(args.backbone))

@@ -140,8 +140,7 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
   train_features = feature_cache.cached_features(splits.expert_train, tokenizer, params, cache)
   expert_dir = workdir / "experts" / agent.name
   if agent.init_from and checkpoint.latest_finished_step(expert_dir / "checkpoints") is None:
-    _, weights, _ = nnx.split(model, nnx.Param, ...)  # a resumed run restores its own instead
-    nnx.update(model, checkpoint.restore_params(agent.init_from, weights))
+    checkpoint.restore_params_into(model, agent.init_from)  # a resumed run restores its own
   if ft.epochs > 0:
     trainable = finetune_lib.finetune(
         model, train_features,

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 from orbax.checkpoint import checkpoint_managers as cm
 
 
@@ -109,6 +110,12 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
   return checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
       item={"params": abstract}, restore_args=ocp.checkpoint_utils.construct_restore_args(
           {"params": abstract}), partial_restore=True))["params"]
+
+
+def restore_params_into(model: nnx.Module, directory: str | pathlib.Path) -> None:
+  """Overwrites `model`'s parameters with those of the latest checkpoint in `directory`."""
+  _, params, _ = nnx.split(model, nnx.Param, ...)
+  nnx.update(model, restore_params(directory, params))
 
 
 def latest_finished_step(directory: str | pathlib.Path) -> int | None:
