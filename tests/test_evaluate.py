@@ -285,6 +285,28 @@ def test_report_contents():
                [p["shares"] for p in rejector["points"]])
 
 
+def test_report_routing_metrics_on_one_axis():
+  rep = make_report()
+  assert rep["metadata"]["routing_metrics"] | {"definition": None} == {
+      "weak_agent": "a", "strong_agent": "c", "aiq_cost_range": [0.1, 1.0],
+      "apgr_cost_range": [0.1, 1.0], "definition": None}
+  curves = rep["curve"]
+  # Agents alone (fee, F1): a (0.1, 2.5/6), b (0.4, 3/6), c (1, 4.5/6); b lies under a-c.
+  assert [p["agent"] for p in curves["agents"]["pareto_front"]] == ["a", "c"]
+  assert_close({k: curves["agents"][k] for k in ("aiq", "apgr")}, {"aiq": 3.5 / 6, "apgr": 0.5})
+  assert_close(curves["agents"]["cpt"]["80%"], {"fee": 0.82, "fraction": 0.8})
+  # Rejector front (0.1, 2.5/6), (0.45, 5/6), flat to fee 1; the gap is 2/6.
+  rejector_aiq = (0.35 * (7.5 / 6) / 2 + 0.55 * 5 / 6) / 0.9
+  assert_close(curves["rejector"]["aiq"], rejector_aiq)
+  assert_close(curves["rejector"]["apgr"], (rejector_aiq - 2.5 / 6) / (2 / 6))
+  assert_close(curves["rejector"]["cpt"]["50%"]["fee"], 0.1 + 0.35 * 0.4)
+  # Cascade front (0.1, 2.5/6), (0.3, 4/6), (0.1 + 4/6, 5/6), flat to fee 1.
+  cascade_area = 0.2 * (6.5 / 6) / 2 + (4 / 6 - 0.2) * (9 / 6) / 2 + (0.9 - 4 / 6) * 5 / 6
+  assert_close(curves["cascade"]["aiq"], cascade_area / 0.9)
+  assert "| agents' own front | 0.5833 | 0.5000 | 0.5500 (0.50) | 0.8200 (0.80) |" in (
+      report.markdown(rep).splitlines())
+
+
 def test_report_markdown_tables():
   text = report.markdown(make_report())
   lines = text.splitlines()

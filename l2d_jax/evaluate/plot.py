@@ -3,9 +3,10 @@
 Drawn from a `report.build_report` dict alone: the rejector's beta sweep (all
 points, its Pareto front as a line, the configured rejector highlighted), the
 confidence cascade's threshold sweep, the random allocations with the same
-shares as each rejector point, every agent alone as a labelled point, and the
-oracle. Uses matplotlib's object API with the Agg canvas (no pyplot, no
-display, no global backend change).
+shares as each rejector point, every agent alone as a labelled point, the
+agents' own front (their best random mixtures) and the oracle; the legend
+gives each front's AUC and AIQ. Uses matplotlib's object API with the Agg
+canvas (no pyplot, no display, no global backend change).
 """
 
 import io
@@ -36,12 +37,17 @@ def tradeoff_figure(report: dict) -> Figure:
           label="rejector, each beta scale")
   ax.plot(*xy(curve_lib.front_rows(rejector)), "-o", color="C0", linewidth=2, markersize=5,
           label=f"rejector front, its own fee {meta.get('rejector_fee', 0.0) / scale:.3f} "
-                f"included (AUC {rejector['auc']:.3f})")
+                f"included (AUC {rejector['auc']:.3f}{_aiq(rejector)})")
   cascade = curves["cascade"]
   ax.plot(*xy(cascade["points"]), "s", color="C1", alpha=0.3, markersize=3,
           label=f"cascade: {meta['main_agent']} if its confidence ≥ t, else one expert")
   ax.plot(*xy(curve_lib.front_rows(cascade)), "--s", color="C1", linewidth=1.5, markersize=3,
-          label=f"cascade Pareto front over all experts (AUC {cascade['auc']:.3f})")
+          label=f"cascade Pareto front over all experts (AUC {cascade['auc']:.3f}"
+                f"{_aiq(cascade)})")
+  agents_front = curves["agents"]["pareto_front"]
+  ax.plot([p["fee"] / scale for p in agents_front], [p["f1"] for p in agents_front], "--",
+          color="0.2", linewidth=1,
+          label=f"agents' own front: random mixtures of single agents{_aiq(curves['agents'])}")
   ax.plot(*xy(curves["random"]["points"]), ":", color="0.45", marker="x", markersize=4,
           label="random allocation, same shares as each rejector point")
   chosen = report["rejector"]
@@ -68,6 +74,11 @@ def tradeoff_figure(report: dict) -> Figure:
   ax.grid(True, alpha=0.3)
   ax.legend(loc="best", fontsize=8, framealpha=0.9)
   return fig
+
+
+def _aiq(summary: dict) -> str:
+  """", AIQ 0.xxx" for a legend, or nothing where the AIQ is undefined."""
+  return "" if summary["aiq"] is None else f", AIQ {summary['aiq']:.3f}"
 
 
 def write_tradeoff(report: dict, path: str | pathlib.Path) -> pathlib.Path:

@@ -3,7 +3,10 @@
 `build_report` gathers, on one test split, the rows of `baselines` and the
 curve summaries of `curve` into one JSON-ready dict with the top-level keys
 `metadata`, `agents`, `rejector`, `baselines` (random, cascade, oracle) and
-`curve` (rejector, cascade, random). `markdown` renders the same tables and
+`curve` (rejector, cascade, random, and the agents' own front). Each curve
+summary also carries the names the routing literature uses
+(`routing_metrics`: RouterBench's AIQ, RouteLLM's APGR and CPT), read over one
+cost axis for all. `markdown` renders the same tables and
 `write_report` writes `report.json` and `report.md`, each atomically.
 
 Conventions: EM and F1 are fractions in [0, 1]; `fee` is the mean consultation
@@ -23,6 +26,7 @@ import numpy as np
 from l2d_jax.agents.store import atomic_write_bytes
 from l2d_jax.evaluate import baselines
 from l2d_jax.evaluate import curve as curve_lib
+from l2d_jax.evaluate import routing_metrics
 
 _METRIC_HEADERS = {"em": "EM", "f1": "F1", "fee": "fee", "flops": "FLOPs/question",
                    "deferral_loss": "deferral loss"}
@@ -72,6 +76,11 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
   for row, (_, alloc_E) in zip(sweep_rows, sweep):
     row["gain_over_random"] = baselines.gain_over_random(alloc_E, table)
   cascade_at = curve_lib.row_at_cost(curve_lib.front_rows(cascade), rejector["fee"])
+  fee_J, f1_J = [row["fee"] for row in agents], [row["f1"] for row in agents]
+  axis = routing_metrics.CostAxis.from_agents(table.names, fee_J, f1_J)
+  field_names = lambda rows: routing_metrics.summarize(
+      [r["fee"] for r in rows], [r["f1"] for r in rows], axis)
+  rejector_curve = curve_lib.summarize(sweep_rows, **ends)
 
   return {
       "metadata": {
@@ -91,6 +100,16 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
           "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
                      "otherwise one expert, each in turn (front over all experts); a "
                      f"deferred question pays {table.names[0]}'s fee too",
+          "routing_metrics": {
+              "weak_agent": axis.weak, "strong_agent": axis.strong,
+              "aiq_cost_range": [axis.c_min, axis.c_max],
+              "apgr_cost_range": [axis.c_weak, axis.c_strong],
+              "definition": "AIQ (RouterBench): mean F1 of a curve's front over the fees "
+                            "from the cheapest to the dearest agent; APGR (RouteLLM): mean "
+                            "share of the weak-to-strong F1 gap it recovers over the fees from "
+                            "the weak to the strong agent; CPT(x): the least fee recovering x "
+                            "of the gap. Every front includes the weak agent alone.",
+          },
           **(metadata or {}),
       },
       "agents": agents,
@@ -103,9 +122,12 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       },
       "curve": {
           "fee_scale": max_fee,
-          "rejector": curve_lib.summarize(sweep_rows, **ends),
-          "cascade": cascade,
+          "rejector": {**rejector_curve, **field_names(sweep_rows)},
+          "cascade": {**cascade, **field_names(cascade["points"])},
           "random": {"points": random_rows},
+          "agents": {"pareto_front": [{"agent": table.names[j], "fee": fee_J[j], "f1": f1_J[j]}
+                                      for j in curve_lib.pareto_front(fee_J, f1_J)],
+                     **field_names(agents)},
       },
   }
 
@@ -157,6 +179,7 @@ def markdown(report: dict) -> str:
     gaps = [_fmt(g["recovered"]) for g in summary["gap_recovered"].values()]
     lines.append(f"| {name} | {len(summary['points'])} | {len(summary['pareto_front'])} | "
                  f"{_fmt(summary['auc'])} | " + " | ".join(gaps) + " |")
+  lines += _routing_metrics_table(report)
   for name, keys in (("rejector", ("beta_scale",)), ("cascade", ("expert", "threshold"))):
     summary = report["curve"][name]
     on_front = {p["index"] for p in summary["pareto_front"]}
@@ -170,6 +193,33 @@ def markdown(report: dict) -> str:
                       *([_signed(row["gain_over_random"], "f1")] if name == "rejector" else [])]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
+
+
+def _routing_metrics_table(report: dict) -> list[str]:
+  """The curves' AIQ, APGR and CPT, with the axis they are read over."""
+  axis = report["metadata"]["routing_metrics"]
+  (c_min, c_max), (c_weak, c_strong) = axis["aiq_cost_range"], axis["apgr_cost_range"]
+  levels = list(report["curve"]["agents"]["cpt"])
+  lines = ["", "### In the routing literature's terms", "",
+           f"AIQ (RouterBench): the mean F1 of a curve's front over the fees {c_min:.4g} to "
+           f"{c_max:.4g} (cheapest to dearest agent). APGR (RouteLLM): the mean share of the F1 "
+           f"gap from the weak agent ({axis['weak_agent']}, the cheapest) to the strong one "
+           f"({axis['strong_agent']}, the best) that the front recovers over the fees "
+           f"{c_weak:.4g} to {c_strong:.4g}. CPT(x): the least fee recovering x of that gap "
+           "(in brackets, as a fraction of the way from the weak agent's fee to the strong "
+           "one's: RouteLLM's share of calls to the strong model). Every front includes "
+           "sending questions straight to the weak agent. The agents' own front is the best "
+           "random mixtures of single agents (RouterBench's zero router).", "",
+           "| curve | AIQ | APGR | " + " | ".join(f"CPT({x})" for x in levels) + " |",
+           "|---|---|---|" + "---|" * len(levels)]
+  for name, label in (("rejector", "rejector"), ("cascade", "cascade"),
+                      ("agents", "agents' own front")):
+    summary = report["curve"][name]
+    cpts = [("–" if c is None else f"{c['fee']:.4f} ({c['fraction']:.2f})")
+            for c in summary["cpt"].values()]
+    lines.append(f"| {label} | {_fmt(summary['aiq'])} | {_fmt(summary['apgr'])} | "
+                 + " | ".join(cpts) + " |")
+  return lines
 
 
 def _signed(gain: dict, key: str) -> str:
