@@ -7,13 +7,27 @@ the host queues step n+1 while step n's numbers come back.
 Only process 0 writes files; every process may call it.
 """
 
+import functools
 import json
+import logging
 import pathlib
 import time
 
 import jax
 import numpy as np
 import tqdm
+
+
+@functools.cache
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, or None (said once) where the optional extra is not installed."""
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    logging.warning("TensorBoard event files are off (%s): metrics.jsonl has every metric; "
+                    "pip install 'l2d-jax[tensorboard]' for event files too", e)
+    return None
+  return SummaryWriter
 
 
 class MetricsLogger:
@@ -30,9 +44,9 @@ class MetricsLogger:
     if self._is_writer:
       self.workdir.mkdir(parents=True, exist_ok=True)
       self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
-      if tensorboard:
-        from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-        self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+      writer_class = _summary_writer_class() if tensorboard else None
+      if writer_class is not None:
+        self._tb = writer_class(str(self.workdir / "tensorboard"))
     self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
                           dynamic_ncols=True, disable=not (progress and self._is_writer))
     self._last_time = time.perf_counter()
