@@ -3,7 +3,9 @@
 An experiment is a Python file under `experiments/` whose `get_config()` returns
 an `ExperimentConfig` (as in big_vision). Any field can be overridden from the
 command line with `--set train.steps=200 --set costs.loss=1-em`; values are
-parsed with `ast.literal_eval` and checked against the field's type. The whole
+parsed with `ast.literal_eval` and checked against the field's type. An unknown
+experiment, key or section and a value of the wrong type raise `ConfigError`
+naming it, which the CLI prints in one line. The whole
 config is written as JSON into every artifact it makes (feature caches, agent
 stores, checkpoints, reports), so a result always says how it was made.
 """
@@ -17,7 +19,12 @@ import sys
 import types
 import typing
 
+from l2d_jax.errors import UserError
 from l2d_jax.train.optim import OptimConfig
+
+
+class ConfigError(UserError, ValueError):
+  """An experiment that cannot be found or loaded, or a `--set` key or value that does not fit."""
 
 
 @dataclasses.dataclass
@@ -135,24 +142,30 @@ def load_config(path_or_name: str) -> ExperimentConfig:
   path = pathlib.Path(path_or_name)
   if not path.exists():
     path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / f"{path_or_name}.py"
-  if not path.exists():
-    raise FileNotFoundError(f"no experiment {path_or_name!r} (neither a file nor experiments/*.py)")
+  if not path.is_file():
+    raise ConfigError(f"no experiment {path_or_name!r} (neither a file nor experiments/*.py)")
   spec = importlib.util.spec_from_file_location(f"l2d_experiment_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   sys.path.insert(0, str(path.parent))  # experiments may build on their siblings
   try:
     spec.loader.exec_module(module)
+  except SyntaxError as err:
+    raise ConfigError(f"{path}:{err.lineno}: {err.msg}") from err
   finally:
     sys.path.remove(str(path.parent))
   if not hasattr(module, "get_config"):
-    raise AttributeError(f"{path} defines no get_config()")
-  return module.get_config()
+    raise ConfigError(f"{path} defines no get_config()")
+  config = module.get_config()
+  if not isinstance(config, ExperimentConfig):
+    raise ConfigError(f"{path}: get_config() returned a {type(config).__name__}, "
+                      f"not an ExperimentConfig")
+  return config
 
 
 def override(config, assignment: str):
   """A copy of `config` with one `a.b.c=value` assignment applied (`agents.1.num_layers=2`)."""
   if "=" not in assignment:
-    raise ValueError(f"--set expects key=value, got {assignment!r}")
+    raise ConfigError(f"--set expects key=value, got {assignment!r}")
   key, raw = assignment.split("=", 1)
   return _set(config, key.strip().split("."), raw.strip(), key)
 
@@ -161,15 +174,15 @@ def _set(node, path: list[str], raw: str, full_key: str):
   head, rest = path[0], path[1:]
   if isinstance(node, tuple):
     if not head.isdigit() or int(head) >= len(node):
-      raise KeyError(f"{full_key}: {head!r} is not an index below {len(node)}")
+      raise ConfigError(f"{full_key}: {head!r} is not an index below {len(node)}")
     items = list(node)
     items[int(head)] = _set(items[int(head)], rest, raw, full_key)
     return tuple(items)
   if not dataclasses.is_dataclass(node):
-    raise KeyError(f"{full_key}: cannot descend into a {type(node).__name__}")
+    raise ConfigError(f"{full_key}: cannot descend into a {type(node).__name__}")
   fields = {f.name: f for f in dataclasses.fields(node)}
   if head not in fields:
-    raise KeyError(f"{full_key}: {type(node).__name__} has no field {head!r} "
+    raise ConfigError(f"{full_key}: {type(node).__name__} has no field {head!r} "
                    f"(fields: {', '.join(fields)})")
   value = getattr(node, head)
   if rest:
@@ -184,17 +197,23 @@ def _parse(raw: str, annotation, full_key: str):
   try:
     value = ast.literal_eval(raw)
   except (ValueError, SyntaxError) as e:
-    raise ValueError(f"{full_key}={raw!r}: not a Python literal") from e
+    raise ConfigError(f"{full_key}={raw!r}: not a Python literal") from e
   origin = typing.get_origin(annotation)
   if origin is tuple:
     value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
     item_type = typing.get_args(annotation)[0]
+    if not all(isinstance(v, item_type) or (item_type is float and isinstance(v, int))
+               for v in value) or any(isinstance(v, bool) for v in value):
+      raise ConfigError(f"{full_key}={raw!r}: expected a sequence of {item_type.__name__}")
     return tuple(item_type(v) for v in value)
   if annotation is float and isinstance(value, int) and not isinstance(value, bool):
     return float(value)
-  if origin in (typing.Union, types.UnionType) or isinstance(value, annotation):
+  if origin in (typing.Union, types.UnionType):
     return value
-  raise TypeError(f"{full_key}={raw!r}: expected {annotation.__name__}, got {type(value).__name__}")
+  if isinstance(value, annotation) and not (isinstance(value, bool) and annotation is not bool):
+    return value
+  raise ConfigError(f"{full_key}={raw!r}: expected {annotation.__name__}, "
+                    f"got {type(value).__name__}")
 
 
 def to_dict(config) -> dict:

@@ -10,8 +10,6 @@ trains many rejector heads at once on a frozen encoder over a grid.
 import argparse
 import dataclasses
 import json
-import logging
-import os
 
 STAGE_OF_COMMAND = {"prepare": "data", "precompute": "agents", "train": "rejector",
                     "evaluate": "report", "export": "export", "run": "export", "demo": "export"}
@@ -24,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
   parser.add_argument("--workdir", help="where everything is written (default: the config's)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config field, e.g. --set train.steps=200 (repeatable)")
-  parser.add_argument("--verbose", action="store_true", help="log at INFO level")
   parser.add_argument("--distributed", action="store_true",
                       help="multi-host: call jax.distributed.initialize() first (run the same "
                            "command on every host; TPU slices and SLURM are detected, else set "
@@ -48,9 +45,7 @@ def load(args) -> "object":
 
 
 def _quiet_logs(verbose: bool) -> None:
-  logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                      format="%(levelname)s %(name)s: %(message)s")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  """absl (Orbax logs through it) at the level `l2d_jax.cli` set for `logging`."""
   try:
     from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)

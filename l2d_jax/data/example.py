@@ -9,6 +9,8 @@ nothing is dropped silently.
 import collections
 import dataclasses
 
+from l2d_jax.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
@@ -42,7 +44,7 @@ class Example:
   no_evidence: bool = False
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Bad input that cannot be skipped: says where (file, article, question id, field)."""
 
   def __init__(self, message: str, *, file: str | None = None, article: str | None = None,

@@ -2,8 +2,9 @@
 
 A drop-in for evaluate-v1.1.py / evaluate-v2.0.py (same keys, same numbers;
 the version is read from the data file) that also checks its inputs, so a bad
-predictions file gets an error naming the file and question instead of a
-traceback. `--human-annotator K` scores annotation K against the others.
+predictions file gets one line naming the file and question instead of a
+traceback (a `DataError`, printed by `l2d_jax.cli`). `--human-annotator K`
+scores annotation K against the others.
 """
 
 import argparse
@@ -13,6 +14,7 @@ import sys
 
 from l2d_jax.data import squad
 from l2d_jax.data.example import DataError
+from l2d_jax.errors import UserError
 from l2d_jax.metrics import squad as squad_metrics
 
 
@@ -34,12 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "score") -> No
 
 
 def run(args: argparse.Namespace) -> int:
-  """Prints (or writes) the scores as JSON; bad input is reported on stderr with exit status 2."""
-  try:
-    scores, version = _scores(args)
-  except (ValueError, OSError) as err:  # DataError is a ValueError
-    print(f"l2d-jax score: error: {err}", file=sys.stderr)
-    return 2
+  """Prints (or writes) the scores as JSON; bad input raises a UserError (a DataError)."""
+  scores, version = _scores(args)
   if args.out_file:
     pathlib.Path(args.out_file).write_text(json.dumps(scores), encoding="utf-8")
   else:  # as each official script prints it
@@ -54,10 +52,15 @@ def _scores(args: argparse.Namespace) -> tuple[dict, str]:
     print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not scored)",
           file=sys.stderr)
   if args.na_prob_file and (data.version != "2.0" or args.human_annotator is not None):
-    raise ValueError("--na-prob-file applies to scoring predictions on SQuAD v2.0 data only")
+    raise UserError("--na-prob-file applies to scoring predictions on SQuAD v2.0 data only")
   if args.human_annotator is not None:
-    return squad_metrics.human_performance(
-        data.examples, args.human_annotator, data.version), data.version
+    try:
+      return squad_metrics.human_performance(
+          data.examples, args.human_annotator, data.version), data.version
+    except ValueError as err:  # a negative annotator, or too few annotations in the data
+      raise DataError(str(err), file=args.data) from None
+  if not data.examples:
+    raise DataError("no questions to score", file=args.data)
   predictions = _read_mapping(args.predictions, str, "a predicted answer text")
   if data.version == "1.1":
     return squad_metrics.score_v1(data.examples, predictions), data.version

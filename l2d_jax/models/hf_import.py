@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from l2d_jax.errors import UserError
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.encoder import Encoder, dense
 from l2d_jax.models.heads import SequenceClassifier, SpanModel
@@ -73,7 +74,7 @@ _CLASSIFIER = {"bert": "classifier", "albert": "classifier", "distilbert": "clas
 _BUFFERS = frozenset({"embeddings.position_ids", "embeddings.token_type_ids"})
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
   """A checkpoint that cannot become our module: unsupported, incomplete or mis-shaped."""
 
 
