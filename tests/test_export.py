@@ -1,5 +1,6 @@
 """Rejector export: PyTorch parity of the HF directory, the StableHLO router without l2d_jax, route."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -93,9 +94,16 @@ def setup(tmp_path_factory):
 
 
 def test_export_directory_holds_every_file(setup):
-  assert sorted(p.name for p in setup["out"].iterdir()) == [
-      "agents.json", "config.json", "load_router.py", "model.safetensors", "router.json",
-      "router.stablehlo", "tokenizer.json", "tokenizer_config.json"]
+  files = sorted(p.name for p in setup["out"].iterdir())
+  assert files == ["agents.json", "config.json", "export_manifest.json", "load_router.py",
+                   "model.safetensors", "router.json", "router.stablehlo", "tokenizer.json",
+                   "tokenizer_config.json"]
+  manifest = json.loads((setup["out"] / "export_manifest.json").read_text())
+  assert manifest["format_version"] == loader.FORMAT_VERSION
+  assert sorted(manifest["files"]) == [f for f in files if f != "export_manifest.json"]
+  config_json = (setup["out"] / "config.json").read_bytes()
+  assert manifest["files"]["config.json"] == {"bytes": len(config_json),
+                                              "sha256": hashlib.sha256(config_json).hexdigest()}
   names, meta = bundle.read_agents(setup["out"])
   assert names == list(AGENTS) and meta == META
   record = json.loads((setup["out"] / "agents.json").read_text())
@@ -204,6 +212,7 @@ def test_route_rejects_a_tokenizer_that_is_not_the_exported_one(setup, tmp_path,
     (broken / path.name).write_bytes(path.read_bytes())
   other = wordpiece.train_wordpiece(["entirely different words here"], vocab_size=120)
   wordpiece.save_tokenizer(other, broken)
+  bundle.write_manifest(broken)  # a consistent export, but of another tokenizer
   data = tmp_path / "questions.json"
   squad.write_squad(data, setup["examples"][:3], "1.1")
   assert cli.main(["route", "--export", str(broken), "--data", str(data),
@@ -215,7 +224,7 @@ def test_route_names_a_missing_router(tmp_path, capsys):
   data = tmp_path / "questions.json"
   squad.write_squad(data, _examples(2), "1.1")
   assert cli.main(["route", "--export", str(tmp_path), "--data", str(data)]) == 2
-  assert f"{tmp_path} has no router.json" in capsys.readouterr().err
+  assert f"{tmp_path} has no export_manifest.json" in capsys.readouterr().err
 
 
 def test_export_checks_agent_names_and_costs(setup, tmp_path):

@@ -7,13 +7,20 @@
   router.stablehlo, router.json     the `jax.export` routing function and how to feed it
   load_router.py                    a JAX + NumPy loader for it (no l2d_jax needed)
   agents.json                       the agents: names, fees, FLOPs, the cost it was trained on
+  calibration.json                  optional: the rejector's logits on held-out questions and
+                                    the fees, on which `l2d-jax route --budget` meets a budget
+  export_manifest.json              written last: the format version and the size and
+                                    SHA-256 of every other file in the directory
 
-`l2d-jax route` needs nothing else: no training workdir, no agent store.
+`l2d-jax route` needs nothing else: no training workdir, no agent store. Every
+reader verifies the manifest first (`loader.verify_export`), so a damaged file
+is named, never used, and a half-written export (no manifest yet) is refused.
 """
 
 import dataclasses
 import json
 import math
+import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +28,13 @@ from typing import Any
 import transformers
 
 from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+from l2d_jax.defer import budget
 from l2d_jax.defer.costs import LossType
-from l2d_jax.export import hf, stablehlo
+from l2d_jax.export import hf, loader, stablehlo
 from l2d_jax.models.heads import SequenceClassifier
 
 AGENTS_FILE = "agents.json"
+CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
 
 
@@ -108,28 +117,69 @@ class AgentsMeta:
 
 
 def read_agents(export_dir: str | pathlib.Path) -> tuple[list[str], AgentsMeta]:
-  """The agent names and costs of an export directory."""
+  """The agent names and costs of an export directory, after verifying the whole directory."""
+  loader.verify_export(export_dir, required=(AGENTS_FILE,))
   path = pathlib.Path(export_dir) / AGENTS_FILE
-  if not path.is_file():
-    raise FileNotFoundError(f"{export_dir} has no {AGENTS_FILE}: not a rejector export")
   try:
     return AgentsMeta.from_json(json.loads(path.read_text(encoding="utf-8")))
   except (KeyError, TypeError, ValueError) as err:
-    raise ValueError(f"{path}: malformed agents record: {err!r}") from None
+    raise loader.ExportError(f"{path}: malformed agents record: {err!r}") from None
+
+
+def read_calibration(export_dir: str | pathlib.Path) -> budget.Calibration:
+  """The budget calibration of an export directory, after verifying the whole directory."""
+  path = pathlib.Path(export_dir) / CALIBRATION_FILE
+  if not path.is_file():
+    raise loader.ExportError(f"{export_dir} has no {CALIBRATION_FILE}: it was exported without "
+                             "the held-out logits budgets are met on (export it again)")
+  loader.verify_export(export_dir, required=(CALIBRATION_FILE,))
+  try:
+    return budget.Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
+  except ValueError as err:  # BudgetError, JSONDecodeError
+    raise loader.ExportError(f"{path}: {err}") from None
+
+
+def write_manifest(export_dir: str | pathlib.Path) -> pathlib.Path:
+  """Records the size and SHA-256 of every file under `export_dir` in its manifest.
+
+  Called once every other file is written, so whatever an exporter puts in the
+  directory is covered. The manifest appears by an atomic rename: a directory
+  either has none (not a finished export) or a whole one.
+  """
+  export_dir = pathlib.Path(export_dir)
+  files = {path.relative_to(export_dir).as_posix():
+           {"bytes": path.stat().st_size, "sha256": loader.file_sha256(path)}
+           for path in sorted(export_dir.rglob("*"))
+           if path.is_file() and path.name != loader.MANIFEST_FILE}
+  manifest = {"format": loader.MANIFEST_FORMAT, "format_version": loader.FORMAT_VERSION,
+              "files": files}
+  path = export_dir / loader.MANIFEST_FILE
+  staging = path.with_name(f".{path.name}.tmp")
+  staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+  os.replace(staging, path)
+  return path
 
 
 def export_rejector(model: SequenceClassifier, tokenizer: transformers.PreTrainedTokenizerBase,
                     out_dir: str | pathlib.Path, *, agent_names: Sequence[str],
                     agents_meta: AgentsMeta, max_seq_len: int, max_query_len: int = 64,
-                    platforms: Sequence[str] = stablehlo.PLATFORMS) -> pathlib.Path:
+                    platforms: Sequence[str] = stablehlo.PLATFORMS,
+                    calibration: budget.Calibration | None = None) -> pathlib.Path:
   """Writes the whole export directory (see the module doc) for a trained BERT rejector.
 
   `max_seq_len` and `max_query_len` must be those the rejector's inputs were
   built with (`train.rejector.rejector_inputs`). The tokenizer is saved, read
   back and checked to tokenize exactly as the one given (same fingerprint).
+  `calibration`, the rejector's held-out logits and fees, lets `route --budget`
+  meet budgets; without it the directory has no calibration.json.
   """
   hf.check_agent_names(agent_names, model.num_labels)
   meta_record = agents_meta.to_json(agent_names)
+  if calibration is not None and calibration.agent_names != tuple(agent_names):
+    raise ValueError(f"the budget calibration's agents {calibration.agent_names} are not the "
+                     f"rejector's {tuple(agent_names)}")
+  # Until the new manifest is written last, the directory reads as an unfinished export.
+  (pathlib.Path(out_dir) / loader.MANIFEST_FILE).unlink(missing_ok=True)
   out_dir = hf.export_hf(model, tokenizer, out_dir, agent_names=agent_names)
   fingerprint = tokenizer_fingerprint(tokenizer)
   if tokenizer_fingerprint(load_tokenizer(out_dir)) != fingerprint:
@@ -140,4 +190,10 @@ def export_rejector(model: SequenceClassifier, tokenizer: transformers.PreTraine
                           max_query_len=max_query_len, tokenizer_fingerprint=fingerprint,
                           platforms=platforms)
   (out_dir / AGENTS_FILE).write_text(json.dumps(meta_record, indent=1) + "\n", encoding="utf-8")
+  if calibration is None:
+    (out_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # not one from an earlier export
+  else:
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration.to_json()) + "\n",
+                                            encoding="utf-8")
+  write_manifest(out_dir)
   return out_dir

@@ -15,17 +15,103 @@ as constants, so calling it needs the token ids alone; `router.json` names the
 inputs, the fixed sequence length and the agents. The token ids must come from
 the tokenizer saved beside them, windowed as `router.json` says (l2d_jax's
 `rejector_inputs`: the question, then the start of the context).
+
+An export verifies itself: `export_manifest.json`, written last, records the
+format version and the size and SHA-256 of every other file in the directory.
+`Router` checks them all before it reads anything (`verify_export`; call it
+yourself before `BertForSequenceClassification.from_pretrained(EXPORT_DIR)`),
+so a damaged, truncated, replaced or half-written file is an `ExportError`
+naming it, never a silent misroute. Logits that are NaN or infinite are an
+`ExportError` too: no agent is chosen from them.
 """
 
+import hashlib
 import json
 import pathlib
+import re
 
 import jax
 import numpy as np
 
 ROUTER_FILE = "router.stablehlo"
 META_FILE = "router.json"
+MANIFEST_FILE = "export_manifest.json"
+MANIFEST_FORMAT = "l2d_jax rejector export"
 FORMAT_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ExportError(ValueError):
+  """An export directory that is incomplete, damaged or not one this loader reads."""
+
+
+def file_sha256(path: pathlib.Path) -> str:
+  """The hex SHA-256 of a file's bytes, read in blocks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def verify_export(export_dir: str | pathlib.Path,
+                  required: tuple[str, ...] = (ROUTER_FILE, META_FILE)) -> dict:
+  """Checks every file `export_manifest.json` lists (size, SHA-256); returns the manifest.
+
+  Raises ExportError naming the file that is missing, truncated or altered, a
+  manifest that is absent (an export that did not finish, or one made before
+  exports carried checksums: export it again), unreadable or of another format,
+  or one that does not list every file of `required`. Files the manifest does
+  not list are not checked and never read by this loader.
+  """
+  export_dir = pathlib.Path(export_dir)
+  path = export_dir / MANIFEST_FILE
+  if not path.is_file():
+    raise ExportError(f"{export_dir} has no {MANIFEST_FILE}: not a rejector export, or one "
+                      f"that did not finish writing or predates checksums (export it again)")
+  try:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+  except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    raise ExportError(f"{path}: unreadable export manifest ({err})") from None
+  files = manifest.get("files") if isinstance(manifest, dict) else None
+  if (not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT
+      or manifest.get("format_version") != FORMAT_VERSION or not isinstance(files, dict)):
+    raise ExportError(f"{path}: not an export manifest of format {MANIFEST_FORMAT!r} version "
+                      f"{FORMAT_VERSION} (damaged, or written by another version)")
+  for name in required:
+    if name not in files:
+      raise ExportError(f"{path} does not list {name}")
+  for name, record in files.items():
+    if (not isinstance(record, dict) or type(record.get("bytes")) is not int
+        or not _SHA256.fullmatch(str(record.get("sha256"))) or pathlib.PurePath(name).is_absolute()
+        or ".." in pathlib.PurePath(name).parts or name == MANIFEST_FILE):
+      raise ExportError(f"{path}: malformed entry for {name!r}")
+    file = export_dir / name
+    if not file.is_file():
+      raise ExportError(f"{file}: listed in {MANIFEST_FILE} but missing")
+    size = file.stat().st_size
+    if size != record["bytes"]:
+      raise ExportError(f"{file}: {size} bytes, {MANIFEST_FILE} records {record['bytes']} "
+                        f"(truncated, damaged or replaced)")
+    if file_sha256(file) != record["sha256"]:
+      raise ExportError(f"{file}: SHA-256 differs from the one {MANIFEST_FILE} records "
+                        f"(damaged or replaced)")
+  return manifest
+
+
+def _router_record(path: pathlib.Path) -> dict:
+  """router.json, checked to be of this format version and to hold what `Router` reads."""
+  try:
+    meta = json.loads(path.read_text(encoding="utf-8"))
+  except ValueError as err:
+    raise ExportError(f"{path}: unreadable router record ({err})") from None
+  if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+    raise ExportError(f"{path}: not a router record of format version {FORMAT_VERSION}")
+  kinds = {"agent_names": list, "inputs": list, "max_seq_len": int, "max_query_len": int}
+  wrong = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
+  if wrong:
+    raise ExportError(f"{path}: missing or malformed {', '.join(wrong)}")
+  return meta
 
 
 class Router:
@@ -33,17 +119,21 @@ class Router:
 
   def __init__(self, export_dir: str | pathlib.Path):
     export_dir = pathlib.Path(export_dir)
-    meta_path = export_dir / META_FILE
-    if not meta_path.is_file():
-      raise FileNotFoundError(f"{export_dir} has no {META_FILE}: not a rejector export")
-    self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if self.meta.get("format_version") != FORMAT_VERSION:
-      raise ValueError(f"{meta_path}: format version {self.meta.get('format_version')!r}, "
-                       f"this loader reads {FORMAT_VERSION}")
-    blob_path = export_dir / ROUTER_FILE
-    if not blob_path.is_file():
-      raise FileNotFoundError(f"{export_dir} has no {ROUTER_FILE}")
-    self.exported = jax.export.deserialize(bytearray(blob_path.read_bytes()))
+    if not export_dir.is_dir():
+      raise ExportError(f"{export_dir} is not a directory: no rejector export there")
+    self.manifest = verify_export(export_dir)
+    meta_path, self.blob_path = export_dir / META_FILE, export_dir / ROUTER_FILE
+    self.meta = _router_record(meta_path)
+    names, inputs = self.meta["agent_names"], self.meta["inputs"]
+    try:
+      self.exported = jax.export.deserialize(bytearray(self.blob_path.read_bytes()))
+    except Exception as err:  # pylint: disable=broad-except; any failure of foreign bytes
+      raise ExportError(f"{self.blob_path}: not a jax.export artifact this JAX reads "
+                        f"({type(err).__name__}: {err})") from None
+    if (len(self.exported.in_avals), len(self.exported.out_avals)) != (len(inputs), 2):
+      raise ExportError(f"{self.blob_path}: takes {len(self.exported.in_avals)} inputs and gives "
+                        f"{len(self.exported.out_avals)} outputs; {meta_path} names {inputs} "
+                        f"and (logits, agent) for {len(names)} agents")
     self._call = jax.jit(self.exported.call)
 
   @property
@@ -58,7 +148,8 @@ class Router:
     """Logits `float32[b, J]` and the chosen agent `int32[b]` (argmax, ties to the lowest index).
 
     Takes the inputs named in `router.json` (input_ids, attention_mask,
-    token_type_ids) as `[b, max_seq_len]` integer arrays; any b works.
+    token_type_ids) as `[b, max_seq_len]` integer arrays; any b works. Raises
+    ExportError when a row's logits are not all finite: no agent is chosen then.
     """
     names = list(self.meta["inputs"])
     if sorted(inputs_BxL) != sorted(names):
@@ -71,5 +162,13 @@ class Router:
       if array.shape != arrays[0].shape:
         raise ValueError(f"input {name!r} has shape {array.shape}, {names[0]!r} has "
                          f"{arrays[0].shape}")
-    logits_BxJ, agent_B = self._call(*arrays)
-    return np.asarray(logits_BxJ), np.asarray(agent_B)
+    logits_BxJ, agent_B = (np.asarray(x) for x in self._call(*arrays))
+    if logits_BxJ.shape != (len(arrays[0]), len(self.agent_names)):
+      raise ExportError(f"{self.blob_path} gave logits of shape {logits_BxJ.shape} for "
+                        f"{len(arrays[0])} rows and {len(self.agent_names)} agents")
+    bad_B = ~np.isfinite(logits_BxJ).all(axis=1)
+    if bad_B.any():
+      raise ExportError(f"{self.blob_path} gave NaN or infinite logits for {bad_B.sum()} of "
+                        f"{len(bad_B)} rows (first: row {bad_B.argmax()}); no agent is chosen "
+                        f"from them")
+    return logits_BxJ, agent_B

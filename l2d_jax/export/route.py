@@ -6,6 +6,11 @@ StableHLO routing function and the agents' names and fees. No training workdir,
 checkpoint or agent store is read, so a directory copied to another machine
 routes the same way. Writes `{question id: agent name}` and prints how the
 questions were shared out and what they cost in fees.
+
+The export is verified against its manifest before anything is read from it
+(`loader.verify_export`), and a router that gives NaN or infinite logits routes
+nothing: a damaged export, like bad data, is one line on stderr naming the file
+(`l2d_jax.cli`), and no routes file is written.
 """
 
 import argparse
@@ -18,9 +23,12 @@ import numpy as np
 from l2d_jax.data import squad
 from l2d_jax.data.example import Example
 from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
-from l2d_jax.export import bundle
+from l2d_jax.errors import UserError
+from l2d_jax.export import bundle, loader
 from l2d_jax.export.loader import Router
 from l2d_jax.train.rejector import rejector_inputs
+
+USER_ERRORS = (loader.ExportError,)  # the standalone loader's errors cannot be UserErrors
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> None:
@@ -37,18 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> No
 
 
 def run(args: argparse.Namespace) -> int:
-  """Routes the file; bad input or a broken export is reported on stderr with exit status 2."""
+  """Routes the file; bad input or a broken export raises UserError or loader.ExportError."""
   if args.batch_size < 1:
-    print(f"l2d-jax route: error: --batch-size must be positive, got {args.batch_size}",
-          file=sys.stderr)
-    return 2
-  try:
-    data = squad.read_squad(args.data)
-    routes = route_examples(args.export, data.examples, batch_size=args.batch_size)
-    names, meta = bundle.read_agents(args.export)
-  except (ValueError, OSError) as err:  # DataError is a ValueError
-    print(f"l2d-jax route: error: {err}", file=sys.stderr)
-    return 2
+    raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+  data = squad.read_squad(args.data)
+  routes = route_examples(args.export, data.examples, batch_size=args.batch_size)
+  names, meta = bundle.read_agents(args.export)
   if data.skips.total:
     print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not routed)",
           file=sys.stderr)
@@ -62,14 +64,14 @@ def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
                    batch_size: int = 64) -> dict[str, str]:
   """{question id: agent name} for `examples`, using only the export directory.
 
-  Raises ValueError when the directory's tokenizer is not the one the router was
-  exported with.
+  Raises loader.ExportError for a damaged export, or one whose tokenizer is not
+  the one the router was exported with.
   """
   router = Router(export_dir)
   tokenizer = load_tokenizer(export_dir)
-  if tokenizer_fingerprint(tokenizer) != router.meta["tokenizer_fingerprint"]:
-    raise ValueError(f"the tokenizer in {export_dir} is not the one the router was exported "
-                     "with (fingerprints differ)")
+  if tokenizer_fingerprint(tokenizer) != router.meta.get("tokenizer_fingerprint"):
+    raise loader.ExportError(f"the tokenizer in {export_dir} is not the one the router was "
+                             "exported with (fingerprints differ)")
   inputs = rejector_inputs(examples, tokenizer, router.max_seq_len,
                            max_query_len=router.meta["max_query_len"])
   agent_E = route_inputs(router, inputs, batch_size)
