@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from l2d_jax.agents import decode
+from l2d_jax.agents import store
 
 
 def brute_force(start, end, mask, max_len):
@@ -75,3 +76,51 @@ def test_decode_examples_requires_a_window_per_question():
                                       "null_logprob_F")}
   with pytest.raises(ValueError, match="have no window"):
     decode.decode_examples(windows, np.array([0]), np.zeros((1, 2, 2), np.int32), ["a", "b"])
+
+
+def test_span_statistics_equal_a_hand_computation():
+  """Two questions, three windows of 6 tokens (token 0 is [CLS], context from token 2)."""
+  rng = np.random.default_rng(7)
+  start = rng.normal(size=(3, 6)).astype(np.float32) * 2
+  end = rng.normal(size=(3, 6)).astype(np.float32) * 2
+  context = np.zeros((3, 6), bool)
+  context[:, 2:5] = True
+  context[2, 4] = False  # window 2 holds two context tokens only
+  example_index = np.array([0, 0, 1])
+  windows = {k: np.asarray(v) for k, v in jax.jit(decode.window_best_spans, static_argnums=3)(
+      start, end, context, 2).items()}
+  offsets = np.tile(np.arange(6)[None, :, None], (3, 1, 2)).astype(np.int32)
+  decoded = decode.decode_examples(windows, example_index, offsets, ["abcdef", "abcdef"])
+  stats = decode.span_statistics(windows, example_index, decoded)
+  assert list(stats) == list(store.SPAN_STATISTICS)
+
+  def softmax(x):
+    return np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+
+  for e, candidates in ((0, [0, 1]), (1, [2])):
+    # every span of at most 2 tokens inside the context, in every window of the question
+    spans = [(start[f, s] + end[f, t], f, s, t) for f in candidates for s in range(6)
+             for t in range(s, min(s + 2, 6)) if context[f, s] and context[f, t]]
+    _, f, s, t = max(spans)
+    assert decoded.best_window_E[e] == f
+    p_start, p_end = softmax(start[f].astype(np.float64)), softmax(end[f].astype(np.float64))
+    in_window = sorted((p_start[s2] * p_end[t2] for score, f2, s2, t2 in spans if f2 == f),
+                       reverse=True)
+    assert stats["best_prob_E"][e] == pytest.approx(p_start[s] * p_end[t], rel=1e-5)
+    assert stats["top2_margin_E"][e] == pytest.approx(in_window[0] - in_window[1], rel=1e-4)
+    answerable = context[f].copy()
+    answerable[0] = True
+    for name, logits in (("start_entropy_E", start[f]), ("end_entropy_E", end[f])):
+      q = softmax(logits[answerable].astype(np.float64))
+      assert stats[name][e] == pytest.approx(-(q * np.log(q)).sum(), rel=1e-5)
+    null = min(start[g, 0] + end[g, 0] for g in candidates)
+    assert stats["null_margin_E"][e] == pytest.approx(null - max(spans)[0], rel=1e-5, abs=1e-5)
+    assert stats["num_windows_E"][e] == len(candidates)
+
+
+def test_second_best_span_of_a_window_with_one_span_has_no_probability():
+  start = np.array([[0.0, 1.0, 2.0]], np.float32)
+  context = np.array([[False, False, True]])
+  out = decode.window_best_spans(start, start, context, 5)
+  assert float(np.exp(out["second_logprob_F"][0])) == 0.0
+  assert float(out["start_entropy_F"][0]) > 0  # [CLS] and one context token

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from l2d_jax.agents import feature_file, pool
 from l2d_jax.agents import precompute as pre
 from l2d_jax.agents import store as store_lib
 from l2d_jax.data import features as features_lib
@@ -89,3 +90,51 @@ def test_features_of_other_questions_are_refused(tmp_path, setup):
   with pytest.raises(store_lib.StoreMismatchError, match="other questions"):
     pre.precompute_model_agent(tmp_path, "agent", model, features, examples[1:],
                                fingerprints=FINGERPRINTS, settings=pre.PrecomputeSettings())
+
+
+def test_agent_features_are_stored_and_written_by_question_id(tmp_path, setup):
+  examples, features, model = setup
+  agent_dir = _run(tmp_path, setup, 8, logits_dtype="float32")
+  store = store_lib.AgentStore(tmp_path, ["agent"])
+  statistics, hidden = store.agent_features("agent")
+  assert statistics.shape == (len(examples), len(store_lib.SPAN_STATISTICS))
+  column = dict(zip(store_lib.SPAN_STATISTICS, statistics.T))
+  # v1 answers are never empty, so the confidence stored for the cascade is the best span's
+  np.testing.assert_allclose(column["best_prob_E"], store.example_table("prob_E")[:, 0], rtol=1e-6)
+  np.testing.assert_array_equal(column["num_windows_E"], np.bincount(features.example_index_F))
+  np.testing.assert_allclose(column["null_margin_E"], (store.example_table("null_score_E")
+                                                       - store.example_table("score_E"))[:, 0])
+  assert (column["top2_margin_E"] >= 0).all() and (column["top2_margin_E"] <= 1).all()
+  # a one-window question's hidden state is its window's final states averaged over its tokens
+  e = int(np.flatnonzero(column["num_windows_E"] == 1)[0])
+  f = int(np.flatnonzero(features.example_index_F == e)[0])
+  states = np.asarray(model.encoder(features.input_ids_FxL[f:f + 1],
+                                    features.attention_mask_FxL[f:f + 1],
+                                    features.token_type_ids_FxL[f:f + 1], deterministic=True))[0]
+  tokens = features.attention_mask_FxL[f] > 0
+  np.testing.assert_allclose(hidden[e], states[tokens].mean(0), rtol=1e-4, atol=1e-5)
+  ids = [ex.id for ex in examples]
+  from_file = feature_file.read(agent_dir / feature_file.FILE_NAME, ["agent"], ids[::-1])
+  np.testing.assert_array_equal(from_file["agent"][0], statistics[::-1])
+  np.testing.assert_array_equal(from_file["agent"][1], hidden[::-1])
+  with pytest.raises(ValueError, match="no features of agent 'other'"):
+    feature_file.read(agent_dir / feature_file.FILE_NAME, ["other"], ids)
+  with pytest.raises(ValueError, match="1 questions have no features"):
+    feature_file.read(agent_dir / feature_file.FILE_NAME, ["agent"], ids + ["nowhere"])
+
+
+def test_a_store_made_before_agent_features_is_recomputed(tmp_path, setup, caplog):
+  agent_dir = _run(tmp_path, setup, 8)
+  manifest = json.loads((agent_dir / "manifest.json").read_text())
+  del manifest["fingerprints"]["recorded"]  # as an older precompute wrote it
+  (agent_dir / "manifest.json").write_text(json.dumps(manifest))
+  for path in agent_dir.glob("chunk-*.npz"):  # and its chunks, without the features
+    with np.load(path) as z:
+      np.savez(path, **{k: z[k] for k in z.files if k != store_lib.HIDDEN_FIELD})
+  with pytest.raises(store_lib.StoreMismatchError, match="records no agent features"):
+    store_lib.AgentStore(tmp_path, ["agent"]).agent_features("agent")
+  assert not pool._complete(tmp_path, "agent", pre.RECORDED)  # pylint: disable=protected-access
+  _run(tmp_path, setup, 8)
+  assert "recomputing agent 'agent'" in caplog.text
+  assert pool._complete(tmp_path, "agent", pre.RECORDED)  # pylint: disable=protected-access
+  assert store_lib.AgentStore(tmp_path, ["agent"]).agent_features("agent")[1].shape[1] == 32

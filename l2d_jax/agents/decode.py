@@ -11,6 +11,9 @@ O(F * L * max_answer_len) vectorised work.
 Hugging Face's `postprocess_qa_predictions` does: the best-scoring span over all
 windows, the no-answer (null) score as the minimum CLS score over windows, and
 for SQuAD v2 the empty answer when `null - best > threshold`.
+
+`span_statistics` summarises, per question, how sure the model was: what a
+rejector may read beside the question (see `store.SPAN_STATISTICS`).
 """
 
 import dataclasses
@@ -18,6 +21,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from l2d_jax.agents import store as store_lib
 
 NEG = -1e9
 
@@ -40,7 +45,11 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
   Returns int32 `start_F`, `end_F` and float32 `score_F` (start + end logit),
   `null_score_F` (CLS start + end logit), and `logprob_F` and `null_logprob_F`,
   the log-probabilities of the best span and of the null span ([CLS] as start
-  and end) under the window's start and end softmaxes.
+  and end) under the window's start and end softmaxes. For `span_statistics`:
+  `second_logprob_F`, the log-probability of the second-best span (another
+  (start, end) pair; -1e9 and below when the window has a single span), and
+  `start_entropy_F`, `end_entropy_F`, the entropies (nats) of the start and end
+  distributions over the positions an answer can take, the context and [CLS].
   """
   start = start_logits_FxL.astype(jnp.float32)
   end = end_logits_FxL.astype(jnp.float32)
@@ -50,6 +59,7 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
   best_score = jnp.full(start.shape[:1], NEG, jnp.float32)
   best_start = jnp.zeros(start.shape[:1], jnp.int32)
   best_end = jnp.zeros(start.shape[:1], jnp.int32)
+  top2_Fx2 = jnp.full(start.shape[:1] + (2,), 2 * NEG, jnp.float32)
   for d in range(min(max_answer_len, length)):
     # span (s, s + d) for every s: start[s] + end[s + d]
     scores = start_masked[:, :length - d] + end_masked[:, d:]
@@ -59,13 +69,27 @@ def window_best_spans(start_logits_FxL: jax.Array, end_logits_FxL: jax.Array,
     best_score = jnp.where(better, score, best_score)
     best_start = jnp.where(better, s, best_start)
     best_end = jnp.where(better, s + d, best_end)
+    length_top, _ = jax.lax.top_k(scores, min(2, length - d))
+    top2_Fx2, _ = jax.lax.top_k(jnp.concatenate([top2_Fx2, length_top], axis=1), 2)
   log_p_start = jax.nn.log_softmax(start, axis=1)
   log_p_end = jax.nn.log_softmax(end, axis=1)
   logprob = (jnp.take_along_axis(log_p_start, best_start[:, None], axis=1)[:, 0] +
              jnp.take_along_axis(log_p_end, best_end[:, None], axis=1)[:, 0])
+  # a span's log-probability is its score minus both log-normalisers (start[s] - logsumexp)
+  normaliser_F = (jax.nn.logsumexp(start, axis=1) + jax.nn.logsumexp(end, axis=1))
+  answerable_FxL = jnp.asarray(context_mask_FxL).at[:, 0].set(True)
   return {"start_F": best_start, "end_F": best_end, "score_F": best_score,
           "null_score_F": start[:, 0] + end[:, 0], "logprob_F": logprob,
-          "null_logprob_F": log_p_start[:, 0] + log_p_end[:, 0]}
+          "null_logprob_F": log_p_start[:, 0] + log_p_end[:, 0],
+          "second_logprob_F": top2_Fx2[:, 1] - normaliser_F,
+          "start_entropy_F": _entropy(start, answerable_FxL),
+          "end_entropy_F": _entropy(end, answerable_FxL)}
+
+
+def _entropy(logits_FxL: jax.Array, mask_FxL: jax.Array) -> jax.Array:
+  """Entropy (nats) of the softmax of `logits_FxL` restricted to `mask_FxL`, `[F]`."""
+  log_p = jax.nn.log_softmax(jnp.where(mask_FxL, logits_FxL, -jnp.inf), axis=1)
+  return -jnp.sum(jnp.where(mask_FxL, jnp.exp(log_p) * log_p, 0.0), axis=1)
 
 
 def _lowest_per_example(key_F: np.ndarray, example_index_F: np.ndarray) -> np.ndarray:
@@ -79,11 +103,15 @@ def _lowest_per_example(key_F: np.ndarray, example_index_F: np.ndarray) -> np.nd
 
 @dataclasses.dataclass(frozen=True)
 class Decoded:
-  """Per question: the answer text, its span score, the null score and the span's probability."""
+  """Per question: the answer text, its span score, the null score and the span's probability.
+
+  `best_window_E` is the window of the best span (the first on ties).
+  """
   text: list[str]
   score_E: np.ndarray
   null_score_E: np.ndarray
   prob_E: np.ndarray
+  best_window_E: np.ndarray
 
 
 def decode_examples(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
@@ -120,4 +148,28 @@ def decode_examples(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
       prob_E[e] = np.exp(np.float32(windows["null_logprob_F"][null_f[e]]))
     else:
       texts.append(contexts[e][offsets_FxLx2[f, s, 0]:offsets_FxLx2[f, t, 1]])
-  return Decoded(text=texts, score_E=score_E, null_score_E=null_E, prob_E=prob_E)
+  return Decoded(text=texts, score_E=score_E, null_score_E=null_E, prob_E=prob_E,
+                 best_window_E=best_f)
+
+
+def span_statistics(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
+                    decoded: Decoded) -> dict[str, np.ndarray]:
+  """`store.SPAN_STATISTICS` per question, float32 `[E]` each, from its windows' outputs.
+
+  Read in the window of the question's best span (`decoded.best_window_E`):
+  the best span's probability (also when a v2 answer is empty), its margin
+  over the second-best span's probability, and the entropies of the start and
+  end distributions; over all windows: the null margin `null - best` (what the
+  v2 threshold compares) and the number of windows.
+  """
+  f_E = decoded.best_window_E
+  best_E = np.exp(np.asarray(windows["logprob_F"], np.float32)[f_E])
+  second_E = np.exp(np.asarray(windows["second_logprob_F"], np.float32)[f_E])
+  statistics = {
+      "best_prob_E": best_E, "top2_margin_E": best_E - second_E,
+      "start_entropy_E": np.asarray(windows["start_entropy_F"], np.float32)[f_E],
+      "end_entropy_E": np.asarray(windows["end_entropy_F"], np.float32)[f_E],
+      "null_margin_E": decoded.null_score_E - decoded.score_E,
+      "num_windows_E": np.bincount(example_index_F, minlength=len(f_E)),
+  }
+  return {name: np.asarray(statistics[name], np.float32) for name in store_lib.SPAN_STATISTICS}

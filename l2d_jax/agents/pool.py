@@ -119,9 +119,14 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
               num_rejector_train, data_fp)
 
 
-def _complete(store_dir: pathlib.Path, agent: str) -> bool:
+def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
+  """Whether `agent` is in the store, recording what this version records (else: recompute)."""
   path = store_dir / agent / "manifest.json"
-  return path.exists() and json.loads(path.read_text()).get("complete", False)
+  if not path.exists():
+    return False
+  manifest = json.loads(path.read_text())
+  return (manifest.get("complete", False)
+          and manifest["fingerprints"].get("recorded", "") == recorded)
 
 
 def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[Example],
@@ -135,7 +140,7 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
   model, encoder_config = build_expert(agent, len(tokenizer))
   flops = flops_lib.flops_per_question(
       encoder_config, eval_features.num_features / eval_features.num_examples, ft.max_seq_len)
-  if _complete(store_dir, agent.name):
+  if _complete(store_dir, agent.name, precompute.RECORDED):
     return flops
   train_features = feature_cache.cached_features(splits.expert_train, tokenizer, params, cache)
   expert_dir = workdir / "experts" / agent.name

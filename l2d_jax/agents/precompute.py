@@ -8,6 +8,13 @@ then combines windows into one answer per question, scores it (official EM/F1)
 and process 0 writes the chunk to the agent store. Chunks already on disk are
 skipped, so a killed precompute continues where it stopped and ends with the
 same store.
+
+Beside the answers, each question gets the agent features a rejector may read
+(`RECORDED`): the span statistics of `decode.span_statistics` and the final
+hidden state mean-pooled over the tokens of the window that holds the best
+span (the window the answer came from, so it has read the answer's context).
+They are also written, keyed by question id, to `agent_features.npz` beside
+`predictions.json` (`agents.feature_file`).
 """
 
 import dataclasses
@@ -17,11 +24,11 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 from flax import nnx
 from jax.experimental import multihost_utils
 
 from l2d_jax.agents import decode
+from l2d_jax.agents import feature_file
 from l2d_jax.agents import store as store_lib
 from l2d_jax.data.example import Example
 from l2d_jax.data.features import Features
@@ -30,6 +37,12 @@ from l2d_jax.metrics import squad as squad_metric
 from l2d_jax.train import inference
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.finetune import MODEL_INPUTS
+from l2d_jax.train.progress import progress
+
+
+# What the store records beyond its EXAMPLE_FIELDS: a store recording anything else is recomputed.
+RECORDED = ("agent-features/1: " + ",".join(store_lib.SPAN_STATISTICS)
+            + f"; {store_lib.HIDDEN_FIELD} = mean over the tokens of the best span's window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +66,8 @@ def _window_outputs_fn(max_answer_len: int):
   """`window_outputs(model, batch)`, one function object per answer length (so jit caches it)."""
 
   def window_outputs(model, batch):
-    start_BxL, end_BxL = model(*(batch[name] for name in MODEL_INPUTS))
+    hidden_BxLxH = model.encoder(*(batch[name] for name in MODEL_INPUTS))
+    start_BxL, end_BxL = model.span_logits(hidden_BxLxH)
     context_BxL = batch["offsets_FxLx2"][..., 0] >= 0
     spans = decode.window_best_spans(start_BxL, end_BxL, context_BxL, max_answer_len)
     valid_BxL = context_BxL.at[:, 0].set(True)  # gold is a context span or CLS
@@ -61,6 +75,9 @@ def _window_outputs_fn(max_answer_len: int):
         start_BxL[:, None], end_BxL[:, None], batch["start_positions_F"],
         batch["end_positions_F"], valid_BxL[:, None])[:, 0]
     spans["logits_Fx2xL"] = jnp.stack([start_BxL, end_BxL], axis=1)
+    tokens_BxLx1 = batch["attention_mask_FxL"][..., None].astype(jnp.float32)
+    spans["hidden_FxH"] = ((hidden_BxLxH.astype(jnp.float32) * tokens_BxLx1).sum(1)
+                           / jnp.maximum(tokens_BxLx1.sum(1), 1.0))
     return spans
 
   return window_outputs
@@ -84,15 +101,17 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
     raise ValueError("features must keep each question's windows together, in question order")
   mesh = mesh or mesh_lib.make_mesh()
   writer = store_lib.AgentWriter(
-      store_dir, agent, kind="model", fingerprints=fingerprints, num_examples=len(examples),
+      store_dir, agent, kind="model", fingerprints=dataclasses.replace(fingerprints,
+                                                                       recorded=RECORDED),
+      num_examples=len(examples),
       chunk_examples=settings.chunk_examples, logits_dtype=settings.logits_dtype,
       params={"features": dataclasses.asdict(features.params),
               "max_answer_len": settings.max_answer_len,
               "null_threshold": settings.null_threshold, "version": settings.version})
   forward = forward_fn(model, mesh, settings.max_answer_len)
   todo = [c for c in range(writer.num_chunks) if c not in writer.done_chunks()]
-  bar = tqdm.tqdm(todo, desc=f"precompute {agent}", unit="chunk",
-                  disable=not settings.progress or jax.process_index() != 0)
+  bar = progress(todo, desc=f"precompute {agent}", unit="chunk",
+                 disable=not settings.progress or jax.process_index() != 0)
   for c in bar:
     rows = writer.chunk_rows(c)
     windows = _run_windows(forward, features, _window_rows(features, rows), settings.batch_size,
@@ -101,7 +120,10 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
       _write_chunk(writer, c, rows, windows, features, examples, settings)
   if jax.process_index() == 0:
     writer.finish(**(extra_manifest or {}))
-    _write_predictions(store_lib.AgentStore(store_dir, [agent]), agent, examples)
+    store = store_lib.AgentStore(store_dir, [agent])
+    _write_predictions(store, agent, examples)
+    feature_file.write(writer.dir / feature_file.FILE_NAME, [e.id for e in examples],
+                       {agent: store.agent_features(agent)})
   if jax.process_count() > 1:  # nobody reads the store before process 0 has written it
     multihost_utils.sync_global_devices(f"precompute {agent}")
   return writer.dir
@@ -123,6 +145,8 @@ def _write_chunk(writer: store_lib.AgentWriter, c: int, rows: slice, windows: di
   decoded = decode.decode_examples(
       windows, local_example_F, features.offsets_FxLx2[window_rows],
       [e.context for e in chunk_examples], null_threshold=settings.null_threshold)
+  agent_features = decode.span_statistics(windows, local_example_F, decoded)
+  agent_features[store_lib.HIDDEN_FIELD] = windows["hidden_FxH"][decoded.best_window_E]
   scores = [squad_metric.example_scores(e, text, settings.version)
             for e, text in zip(chunk_examples, decoded.text)]
   gold_F = np.stack([features.start_positions_F[window_rows],
@@ -137,7 +161,7 @@ def _write_chunk(writer: store_lib.AgentWriter, c: int, rows: slice, windows: di
                 "span_nll_E": np.asarray(span_nll_E), "null_score_E": decoded.null_score_E,
                 "score_E": decoded.score_E, "prob_E": decoded.prob_E},
       start_end_logits_Fx2xL=windows["logits_Fx2xL"], window_example_F=local_example_F,
-      gold_Fx2=gold_F)
+      gold_Fx2=gold_F, agent_features=agent_features)
 
 
 def _write_predictions(store: store_lib.AgentStore, agent: str, examples: list[Example]) -> None:

@@ -9,18 +9,23 @@ Layout (one directory per agent; every file written to a temporary name, then re
                                  logits [F_c, 2, L] (bf16 by default, stored as raw bits),
                                  window -> question index, gold start/end positions,
                                  and per question EM, F1, span NLL, null score,
-                                 best-span probability
+                                 best-span probability; for model agents also the
+                                 agent features a rejector may read (SPAN_STATISTICS
+                                 and the pooled hidden state HIDDEN_FIELD)
   STORE/AGENT/chunk-00000.json   the answer text of each question of the chunk
 
 Chunks hold whole questions, so each chunk is decoded and scored on its own and
 a killed precompute resumes at the first chunk that is not on disk. Readers
 check fingerprints: a store made from other data or another tokenizer is an
-error, not a silent misuse. `AgentStore.example_table` reads a row range only
+error, not a silent misuse; a store whose chunks record other fields than the
+writer's (`Fingerprints.recorded`, e.g. made before agent features were
+recorded) is recomputed. `AgentStore.example_table` reads a row range only
 (one process's shard of the questions).
 """
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -31,6 +36,10 @@ import numpy as np
 FORMAT_VERSION = 1
 LOGIT_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16, "float32": np.float32}
 EXAMPLE_FIELDS = ("em_E", "f1_E", "span_nll_E", "null_score_E", "score_E", "prob_E")
+# A model agent's own view of each question (see `decode.span_statistics`), float32 [E] each:
+SPAN_STATISTICS = ("best_prob_E", "top2_margin_E", "start_entropy_E", "end_entropy_E",
+                   "null_margin_E", "num_windows_E")
+HIDDEN_FIELD = "hidden_ExH"  # its pooled final hidden state, float32 [E, H]
 
 
 class StoreMismatchError(ValueError):
@@ -57,10 +66,16 @@ def atomic_write_json(path: pathlib.Path, obj) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Fingerprints:
-  """What an agent's outputs depend on; readers compare the fields they know."""
+  """What an agent's outputs depend on; readers compare the fields they know.
+
+  `recorded` names what the chunks hold beyond EXAMPLE_FIELDS (set by the
+  writing code, e.g. `precompute.RECORDED`): when it changes, existing chunks
+  are outdated and `AgentWriter` starts the agent again.
+  """
   data: str
   tokenizer: str = ""
   model: str = ""
+  recorded: str = ""
 
 
 class AgentWriter:
@@ -82,12 +97,21 @@ class AgentWriter:
     existing = self.dir / "manifest.json"
     if existing.exists():
       old = json.loads(existing.read_text())
-      same = {k: old.get(k) for k in self.manifest if k != "complete"}
-      if same != {k: v for k, v in self.manifest.items() if k != "complete"}:
+      old["fingerprints"] = {"recorded": "", **old.get("fingerprints", {})}  # older stores
+      same = lambda manifest: ({k: manifest.get(k) for k in self.manifest if k != "complete"}
+                               == {k: v for k, v in self.manifest.items() if k != "complete"})
+      if same(old):
+        self.manifest = old
+      elif same({**old, "fingerprints": {**old["fingerprints"], "recorded": fingerprints.recorded}}):
+        logging.warning("%s records %r, not %r: recomputing agent %r", self.dir,
+                        old["fingerprints"]["recorded"], fingerprints.recorded, agent)
+        for path in [*self.dir.glob("chunk-*"), self.dir / "predictions.json"]:
+          path.unlink(missing_ok=True)
+        atomic_write_json(existing, self.manifest)
+      else:
         raise StoreMismatchError(
             f"{existing} was written with other settings; remove the directory to recompute "
             f"(stored: {json.dumps({k: old.get(k) for k in ('fingerprints', 'params')})})")
-      self.manifest = old
     else:
       atomic_write_json(existing, self.manifest)
 
@@ -106,13 +130,19 @@ class AgentWriter:
   def write_chunk(self, c: int, *, texts: list[str], examples: dict[str, np.ndarray],
                   start_end_logits_Fx2xL: np.ndarray | None = None,
                   window_example_F: np.ndarray | None = None,
-                  gold_Fx2: np.ndarray | None = None) -> None:
-    """Writes chunk `c` (arrays first, then the JSON whose presence marks the chunk done)."""
+                  gold_Fx2: np.ndarray | None = None,
+                  agent_features: dict[str, np.ndarray] | None = None) -> None:
+    """Writes chunk `c` (arrays first, then the JSON whose presence marks the chunk done).
+
+    `agent_features` holds SPAN_STATISTICS and HIDDEN_FIELD (model agents).
+    """
     rows = self.chunk_rows(c)
     n = rows.stop - rows.start
-    if len(texts) != n or any(len(examples[k]) != n for k in EXAMPLE_FIELDS):
+    per_question = {**examples, **(agent_features or {})}
+    fields = EXAMPLE_FIELDS + ((*SPAN_STATISTICS, HIDDEN_FIELD) if agent_features else ())
+    if len(texts) != n or any(len(per_question[k]) != n for k in fields):
       raise ValueError(f"chunk {c} of {self.dir}: expected {n} questions in every field")
-    arrays = {k: np.asarray(examples[k], np.float32) for k in EXAMPLE_FIELDS}
+    arrays = {k: np.asarray(per_question[k], np.float32) for k in fields}
     if start_end_logits_Fx2xL is not None:
       dtype = LOGIT_DTYPES[self.manifest["logits_dtype"]]
       bits = np.asarray(start_end_logits_Fx2xL).astype(dtype)
@@ -178,6 +208,23 @@ class AgentStore:
                for c, part in self._chunks(agent, rows)]
       columns.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
     return np.stack(columns, axis=1)
+
+  def agent_features(self, agent: str, rows: slice | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Model agent `agent`'s SPAN_STATISTICS `[E, S]` and pooled hidden states `[E, H]`, float32."""
+    rows = rows or slice(0, self.num_examples)
+    statistics, hidden = [], []
+    for c, part in self._chunks(agent, rows):
+      with np.load(self.dir / agent / f"chunk-{c:05d}.npz") as z:
+        if HIDDEN_FIELD not in z:
+          raise StoreMismatchError(
+              f"{self.dir / agent}: agent {agent!r} ({self.manifests[agent]['kind']}) records no "
+              "agent features; only model agents precomputed with them do (rerun precompute)")
+        statistics.append(np.stack([z[k][part] for k in SPAN_STATISTICS], axis=1))
+        hidden.append(z[HIDDEN_FIELD][part])
+    if not statistics:
+      return np.zeros((0, len(SPAN_STATISTICS)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(statistics), np.concatenate(hidden)
 
   def answers(self, agent: str) -> list[str]:
     """The answer text agent `agent` gave to each question, in order."""

@@ -28,8 +28,11 @@ class SpanModel(nnx.Module):
                token_type_ids_BxL: jax.Array | None = None, *,
                deterministic: bool | None = None) -> tuple[jax.Array, jax.Array]:
     """Start and end logits of every token (padding included; the decoder masks them)."""
-    hidden_BxLxH = self.encoder(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
-                                deterministic=deterministic)
+    return self.span_logits(self.encoder(input_ids_BxL, attention_mask_BxL, token_type_ids_BxL,
+                                         deterministic=deterministic))
+
+  def span_logits(self, hidden_BxLxH: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Start and end logits from the encoder's final hidden states (for callers that keep them)."""
     logits_BxLx2 = self.qa_outputs(hidden_BxLxH).astype(jnp.float32)
     return logits_BxLx2[..., 0], logits_BxLx2[..., 1]
 
