@@ -10,6 +10,7 @@ import pytest
 
 from l2d_jax import config as config_lib
 from l2d_jax import report_stage
+from l2d_jax.defer import budget as budget_lib
 from l2d_jax.evaluate import baselines, curve, plot, report
 from l2d_jax.models import flops as flops_lib
 from l2d_jax.models.config import EncoderConfig
@@ -247,7 +248,8 @@ def make_report() -> dict:
 
 def test_report_contents():
   rep = make_report()
-  assert list(rep) == ["metadata", "agents", "rejector", "baselines", "curve"]
+  assert list(rep) == ["metadata", "agents", "rejector", "baselines", "budgets", "curve"]
+  assert rep["budgets"] == []
   assert rep["metadata"]["split"] == "test"
   assert rep["metadata"]["best_agent"] == "c"
   assert rep["rejector"] == {"beta_scale": 0.5, **baselines.oracle(make_table()),
@@ -305,6 +307,50 @@ def test_report_routing_metrics_on_one_axis():
   assert_close(curves["cascade"]["aiq"], cascade_area / 0.9)
   assert "| agents' own front | 0.5833 | 0.5000 | 0.5500 (0.50) | 0.8200 (0.80) |" in (
       report.markdown(rep).splitlines())
+
+
+def test_report_budgets_met_on_held_out_logits_realised_on_test():
+  # Agent c leads a by v on each question (b never competes): with offsets -lambda * fee, c is
+  # chosen where v - lambda > -0.1 lambda, i.e. v > 0.9 lambda. Held out v = 1, 2, 3, 4: fee
+  # 0.05 (the rejector's) + 0.1 or 1, and "fee=0.6" allows two of four to c: lambda = 2 / 0.9.
+  lead = lambda v_E: np.stack([np.zeros(len(v_E)), np.full(len(v_E), -9.0), v_E], axis=1)
+  calibration = budget_lib.Calibration(("a", "b", "c"), lead(np.array([1.0, 2, 3, 4])),
+                                       [0.1, 0.4, 1.0], fixed_fee=0.05)
+  test_v = np.array([0.5, 1.0, 1.5, 2.5, 3.0, 5.0])
+  rep = report.build_report(
+      make_table(), CONF_E, ORACLE_E, [(0.5, ORACLE_E)], rejector_fee=0.05,
+      budgets=["fee=0.6", "share:c<=0.25", "fee=9"], calibration=calibration,
+      rejector_logits_ExJ=lead(test_v), metadata={"budget_calibration": "4 held-out questions"})
+  fee, share, unreachable = rep["budgets"]
+  assert fee["lambda"] == pytest.approx(2 / 0.9)
+  assert_close(fee["offsets"], {"a": -0.2 / 0.9, "b": -0.8 / 0.9, "c": -2 / 0.9})
+  assert_close(fee["held_out"], {"num_questions": 4, "fee": 0.6,
+                                 "shares": {"a": 0.5, "b": 0.0, "c": 0.5},
+                                 "standard_error": np.std([0.15, 0.15, 1.05, 1.05], ddof=1) / 2})
+  # On test c gets v = 2.5, 3 and 5 (q3..q5): F1 1, 0, 0, 1, 0, 0.5; fee 0.05 + 0.55.
+  test_alloc = np.array([0, 0, 0, 2, 2, 2])
+  assert_close(fee["test"], baselines.rejector_row(test_alloc, make_table(), 0.05))
+  assert_close([fee["test"]["f1"], fee["test"]["fee"], fee["test_minus_target"]],
+               [2.5 / 6, 0.6, 0.0])
+  assert fee["gain_over_random"] == baselines.gain_over_random(test_alloc, make_table())
+  # The cap keeps one of four held out with c (delta 3): on test only v = 5.
+  assert share["delta"] == pytest.approx(3.0) and share["agent"] == "c"
+  assert_close(share["test"]["shares"], {"a": 5 / 6, "b": 0.0, "c": 1 / 6})
+  assert_close(share["test_minus_target"], 1 / 6 - 0.25)
+  assert unreachable == {"budget": "fee=9", "error": unreachable["error"]}
+  assert "lies in [0.15, 1.05]" in unreachable["error"]
+  lines = report.markdown(rep).splitlines()
+  assert any("Each budget is met on 4 held-out questions" in line for line in lines)
+  # Deferral loss: a's 1 - F1 on q0..q2 plus 0.5 * 0.1, c's on q3..q5 plus 0.5 * 1.
+  assert ("| `fee=0.6` | lambda 2.222 | 0.6000 ± 0.2598 | +0.0000 | 0.3333 | 0.4167 | 0.6000 "
+          "| 5.5 | 0.8583 | 0.5000 | 0.0000 | 0.5000 |") in lines
+  assert any(line.startswith("| `share:c<=0.25` | delta 3 on c | 0.2500 ± 0.2165 | -0.0833 |")
+             for line in lines)
+  assert any(line.startswith("- `fee=9`: budget 'fee=9' is out of reach") for line in lines)
+  # The calibration must price questions as the report does.
+  with pytest.raises(ValueError, match="prices questions otherwise than the report"):
+    report.build_report(make_table(), CONF_E, ORACLE_E, [(0.5, ORACLE_E)], budgets=["fee=0.6"],
+                        calibration=calibration, rejector_logits_ExJ=lead(test_v))
 
 
 def test_report_markdown_tables():

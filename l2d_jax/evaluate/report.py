@@ -3,7 +3,9 @@
 `build_report` gathers, on one test split, the rows of `baselines` and the
 curve summaries of `curve` into one JSON-ready dict with the top-level keys
 `metadata`, `agents`, `rejector`, `baselines` (random, cascade, oracle) and
-`curve` (rejector, cascade, random, and the agents' own front). Each curve
+`curve` (rejector, cascade, random, and the agents' own front) and `budgets`
+(what each configured budget's operating point realises on test,
+`evaluate.budgets`). Each curve
 summary also carries the names the routing literature uses
 (`routing_metrics`: RouterBench's AIQ, RouteLLM's APGR and CPT), read over one
 cost axis for all. `markdown` renders the same tables and
@@ -24,7 +26,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from l2d_jax.agents.store import atomic_write_bytes
+from l2d_jax.defer import budget as budget_lib
 from l2d_jax.evaluate import baselines
+from l2d_jax.evaluate import budgets as budgets_lib
 from l2d_jax.evaluate import curve as curve_lib
 from l2d_jax.evaluate import routing_metrics
 
@@ -37,6 +41,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                  cascade_experts: Sequence[int] | None = None,
                  cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
                  rejector_fee: float = 0.0, rejector_flops: float = 0.0,
+                 budgets: Sequence[str] = (), calibration: budget_lib.Calibration | None = None,
+                 rejector_logits_ExJ: np.ndarray | None = None,
                  metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
 
@@ -55,10 +61,15 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       paid on every question by its rows and curve, as a cascade pays its
       main model; 0 leaves routing free (the usual L2D convention).
     rejector_flops: the rejector's FLOPs per question.
+    budgets: budget specs ("fee=1.2", "share:human<=0.3"), each met on
+      `calibration` (the rejector's held-out logits) and applied to
+      `rejector_logits_ExJ` (its test logits), both needed when any is given.
     metadata: extra entries for `metadata` (data, config, fingerprints...).
   """
   if not sweep:
     raise ValueError("the accuracy–cost curve needs at least one (beta scale, allocation) pair")
+  if budgets and (calibration is None or rejector_logits_ExJ is None):
+    raise ValueError("budgets need the calibration and the rejector's test logits")
   agents = baselines.agent_rows(table)
   best = max(range(table.num_agents), key=lambda j: (agents[j]["f1"], -j))
   max_fee = float(table.fee_J.max())
@@ -120,6 +131,9 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                       "at_rejector_cost": cascade_at},
           "oracle": baselines.oracle(table),
       },
+      "budgets": budgets_lib.budget_rows(
+          budgets, calibration, rejector_logits_ExJ, table, rejector_fee=rejector_fee,
+          rejector_flops=rejector_flops) if budgets else [],
       "curve": {
           "fee_scale": max_fee,
           "rejector": {**rejector_curve, **field_names(sweep_rows)},
@@ -167,6 +181,7 @@ def markdown(report: dict) -> str:
   lines += ["", "Rejector minus random at the same shares, mean of the per-question paired "
             f"differences ± its standard error: F1 {_signed(gain, 'f1')}, deferral loss "
             f"{_signed(gain, 'deferral_loss')}."]
+  lines += _budgets_section(report)
   lines += ["", "## Accuracy–cost curves", "",
             f"Cost axis: {meta['cost_axis']}. AUC: area under the Pareto front's F1 over the "
             "normalised cost from 0 to 1, flat beyond its ends. Gap recovered at q of the best "
@@ -193,6 +208,40 @@ def markdown(report: dict) -> str:
                       *([_signed(row["gain_over_random"], "f1")] if name == "rejector" else [])]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
+
+
+def _budgets_section(report: dict) -> list[str]:
+  """What each budget's operating point realises on test, beside its target and held-out figures."""
+  rows = report["budgets"]
+  if not rows:
+    return []
+  met = [row for row in rows if "error" not in row]
+  calibration = report["metadata"].get("budget_calibration", "held-out questions")
+  lines = ["", "## Budgets", "",
+           f"Each budget is met on {calibration} by one offset per agent on the rejector's "
+           "logits: `fee=F` subtracts lambda * fee from each agent's, with the most spending "
+           "lambda whose mean fee there is at most F (deciding included); `share:A<=S` subtracts "
+           "delta from A's alone, the least that keeps A's share there at most S. The rows are "
+           "what those offsets realise on test; the held-out figure's ± is its standard error "
+           "at that size, how far test may stray by sampling alone.", ""]
+  if met:
+    lines += _table(
+        ["budget", "operating point", "held-out", "test − target"],
+        [[f"`{row['budget']}`",
+          (f"lambda {row['lambda']:.4g}" if row["kind"] == "fee"
+           else f"delta {row['delta']:.4g} on {row['agent']}"),
+          _held_out(row), f"{row['test_minus_target']:+.4f}"] for row in met],
+        [row["test"] for row in met], report["metadata"]["agents"])
+  lines += [f"- `{row['budget']}`: {row['error']}" for row in rows if "error" in row]
+  return lines
+
+
+def _held_out(row: dict) -> str:
+  """The held-out fee or capped share, ± its standard error."""
+  held = row["held_out"]
+  value = held["fee"] if row["kind"] == "fee" else held["shares"][row["agent"]]
+  se = held["standard_error"]
+  return f"{value:.4f}" + ("" if se is None else f" ± {se:.4f}")
 
 
 def _routing_metrics_table(report: dict) -> list[str]:

@@ -1,0 +1,56 @@
+"""What a budget's operating point realises on test, next to its target and its held-out figures.
+
+A budget (`defer.budget`: "fee=1.2", "share:human<=0.3") is met on held-out
+calibration questions by offsets on the rejector's logits; here the same
+offsets route the test questions, and the row says what they achieve there, in
+the report's terms: the rejector's allocation row (its own fee paid on every
+question), its gain over random allocation with the same shares, and the
+realised fee or capped share minus the target. A budget out of the router's
+reach gets a row with its `error` instead, so one bad budget does not cost the
+rest of the report.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from l2d_jax.defer import budget as budget_lib
+from l2d_jax.evaluate import baselines
+
+
+def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
+                test_logits_ExJ: np.ndarray, table: baselines.AgentTable, *,
+                rejector_fee: float = 0.0, rejector_flops: float = 0.0) -> list[dict]:
+  """One row per budget: its operating point, held-out figures and what it realises on test.
+
+  The calibration must price questions as the rejector's rows do (the table's
+  fees per agent, `rejector_fee` on every question), else its held-out fee and
+  the test fee would measure different things: ValueError.
+  """
+  if (tuple(calibration.agent_names) != tuple(table.names)
+      or not np.allclose(calibration.fee_J, table.fee_J)
+      or not np.isclose(calibration.fixed_fee, rejector_fee)):
+    raise ValueError(
+        f"the budget calibration prices questions otherwise than the report: agents "
+        f"{calibration.agent_names} fees {calibration.fee_J.tolist()} + {calibration.fixed_fee} "
+        f"against {table.names} {table.fee_J.tolist()} + {rejector_fee}")
+  test_logits_ExJ = np.asarray(test_logits_ExJ)
+  if test_logits_ExJ.shape != (table.num_questions, table.num_agents):
+    raise ValueError(f"test logits must have shape {(table.num_questions, table.num_agents)}, "
+                     f"got {test_logits_ExJ.shape}")
+  rows = []
+  for spec in specs:
+    try:
+      point = budget_lib.operating_point(spec, calibration)
+    except budget_lib.BudgetError as err:
+      rows.append({"budget": spec, "error": str(err)})
+      continue
+    alloc_E = point.route(test_logits_ExJ)
+    test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops)
+    budget = point.budget
+    realised = test["fee"] if budget.kind == "fee" else test["shares"][budget.agent]
+    rows.append({**point.to_json(table.names), "kind": budget.kind, "agent": budget.agent,
+                 "target": budget.value, "test": test,
+                 "gain_over_random": baselines.gain_over_random(alloc_E, table),
+                 "test_minus_target": realised - budget.value})
+  return rows

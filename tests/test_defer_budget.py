@@ -1,0 +1,137 @@
+"""Budgets: parsing, exact operating points on hand-made logits, and held-out-to-test accuracy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from l2d_jax.defer import budget
+
+NAMES = ("cheap", "mid", "dear", "human")
+FEES = np.array([0.17, 0.5, 1.0, 3.0])
+
+
+def two_agents(margins, fixed_fee: float = 0.0) -> budget.Calibration:
+  """Agent "a" (fee 0) has logit 0; agent "b" (fee 1) has the given logits."""
+  margins = np.asarray(margins, np.float64)
+  return budget.Calibration(("a", "b"), np.stack([np.zeros_like(margins), margins], axis=1),
+                            np.array([0.0, 1.0]), fixed_fee)
+
+
+def test_parse_budget():
+  assert budget.parse_budget(" fee=1.2 ") == budget.Budget("fee=1.2", "fee", 1.2, None)
+  assert budget.parse_budget("share:human<=0.3") == budget.Budget("share:human<=0.3", "share",
+                                                                  0.3, "human")
+  assert budget.parse_budget("share:a<=b<=1").agent == "a<=b"  # the last "<=" splits
+  for spec in ("fee:1.2", "fee=", "fee=-1", "fee=nan", "share:human<=1.5", "share:<=0.3",
+               "share:human=0.3", "human<=0.3"):
+    with pytest.raises(budget.BudgetError, match="expected 'fee=F'"):
+      budget.parse_budget(spec)
+
+
+def test_a_fee_budget_is_the_most_spending_lambda_within_it():
+  # "b" is chosen where its margin exceeds lambda (a tie goes to "a"): the mean fee is the
+  # share of margins above lambda.
+  calibration = two_agents([0.5, 1.0, 2.0, 3.0])
+  for target, lam, alloc in ((0.5, 1.0, [0, 0, 1, 1]), (0.6, 1.0, [0, 0, 1, 1]),
+                             (0.25, 2.0, [0, 0, 0, 1]), (0.0, 3.0, [0, 0, 0, 0])):
+    point = budget.operating_point(f"fee={target}", calibration)
+    assert point.knob == pytest.approx(lam, abs=1e-9)
+    np.testing.assert_array_equal(point.route(calibration.logits_ExJ), alloc)
+    assert point.fee == pytest.approx(np.mean(alloc))
+    np.testing.assert_allclose(point.offset_J, [0.0, -point.knob])
+  # Spending everything: any lambda below the smallest margin; the search's floor.
+  everything = budget.operating_point("fee=1", calibration)
+  assert everything.fee == 1.0 and everything.knob < 0.5
+  # Spending more than the rejector's own choice takes a negative lambda.
+  shy = two_agents([-1.0, -0.5, 0.5, 1.0])
+  point = budget.operating_point("fee=0.75", shy)
+  assert point.knob == pytest.approx(-1.0, abs=1e-9) and point.fee == 0.75
+  # Standard error of the mean fee over the four questions (fees 0, 0, 1, 1).
+  assert budget.operating_point("fee=0.5", calibration).standard_error == pytest.approx(
+      np.std([0, 0, 1, 1], ddof=1) / 2)
+
+
+def test_a_fee_out_of_reach_names_the_reachable_range():
+  calibration = two_agents([0.5, 1.0, 2.0, 3.0], fixed_fee=0.2)
+  assert calibration.reachable_fees() == (0.2, 1.2)
+  for target in (0.1, 1.3):
+    with pytest.raises(budget.BudgetError, match=r"out of reach: .* lies in \[0.2, 1.2\].*0.2 of "
+                                                 r"it paid on every question"):
+      budget.operating_point(f"fee={target}", calibration)
+  # The ends themselves are reachable; fees count the fixed part.
+  assert budget.operating_point("fee=0.2", calibration).fee == pytest.approx(0.2)
+  assert budget.operating_point("fee=1.2", calibration).fee == pytest.approx(1.2)
+  assert budget.operating_point("fee=0.7", calibration).fee == pytest.approx(0.7)
+
+
+def test_a_share_cap_lowers_one_agents_logit_by_the_least_delta():
+  # Agent 2's margin over the best other agent: -1, 0.2, 0.4, 0.9, 1.5 (four of five go to it).
+  margins = np.array([-1.0, 0.2, 0.4, 0.9, 1.5])
+  logits = np.stack([np.zeros(5), np.full(5, -3.0), margins], axis=1)
+  calibration = budget.Calibration(("a", "b", "c"), logits, [0.1, 0.5, 1.0])
+  for cap, delta, share in ((0.5, 0.4, 0.4), (0.8, 0.0, 0.8), (1.0, 0.0, 0.8), (0.0, 1.5, 0.0),
+                            (0.25, 0.9, 0.2)):
+    point = budget.operating_point(f"share:c<={cap}", calibration)
+    assert point.knob == pytest.approx(delta, abs=1e-9)
+    assert point.shares_J[2] == pytest.approx(share)
+    np.testing.assert_allclose(point.offset_J, [0.0, 0.0, -point.knob])
+    assert point.standard_error == pytest.approx(np.sqrt(share * (1 - share) / 5))
+  with pytest.raises(budget.BudgetError, match="names no agent of this router: a, b, c"):
+    budget.operating_point("share:human<=0.3", calibration)
+  alone = budget.Calibration(("solo",), np.zeros((3, 1)), [1.0])
+  assert budget.operating_point("share:solo<=1", alone).knob == 0.0
+  with pytest.raises(budget.BudgetError, match="only agent"):
+    budget.operating_point("share:solo<=0.5", alone)
+
+
+def test_each_questions_fee_falls_as_lambda_rises():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(500, 4)) * 2
+  fees_LxE = np.stack([FEES[budget.route(logits, -lam * FEES)]
+                       for lam in np.linspace(-50, 50, 401)])
+  assert (np.diff(fees_LxE, axis=0) <= 0).all()
+  assert (fees_LxE[0] == 3.0).all() and (fees_LxE[-1] == 0.17).all()
+
+
+def _synthetic(num_questions: int, seed: int) -> np.ndarray:
+  """Logits of a rejector that leans to the human and the mid-sized agent, with spread."""
+  rng = np.random.default_rng(seed)
+  return rng.normal(size=(num_questions, len(NAMES))) * 1.5 + np.array([0.0, 0.5, 0.2, 1.0])
+
+
+def test_held_out_operating_points_carry_over_to_test_questions():
+  calibration = budget.Calibration(NAMES, _synthetic(20_000, 1), FEES, fixed_fee=0.1)
+  test_logits = _synthetic(20_000, 2)
+  for target in (0.4, 1.2, 2.5):
+    point = budget.operating_point(f"fee={target}", calibration)
+    # On the calibration it spends up to the target, short by at most one question's switch.
+    assert target - (FEES.max() - FEES.min()) / 20_000 <= point.fee <= target
+    realised = calibration.fees_E(point.route(test_logits)).mean()
+    assert abs(realised - target) / target < 0.05
+    assert abs(realised - point.fee) < 4 * point.standard_error
+  for cap in (0.05, 0.3):
+    point = budget.operating_point(f"share:human<={cap}", calibration)
+    assert cap - 1 / 20_000 <= point.shares_J[3] <= cap
+    realised = np.mean(point.route(test_logits) == 3)
+    assert realised <= cap + 0.01
+    assert abs(realised - point.shares_J[3]) < 4 * point.standard_error
+
+
+def test_calibration_round_trips_through_json_and_names_bad_records():
+  calibration = budget.Calibration(NAMES, _synthetic(7, 3).astype(np.float32), FEES, 0.05,
+                                   source="7 held-out questions")
+  again = budget.Calibration.from_json(json.loads(json.dumps(calibration.to_json())))
+  assert again.agent_names == NAMES and again.source == "7 held-out questions"
+  np.testing.assert_array_equal(again.logits_ExJ, calibration.logits_ExJ)
+  np.testing.assert_array_equal(again.fee_J, FEES)
+  assert again.fixed_fee == 0.05
+  record = calibration.to_json()
+  with pytest.raises(budget.BudgetError, match="format version 1"):
+    budget.Calibration.from_json({**record, "format_version": 2})
+  with pytest.raises(budget.BudgetError, match="malformed calibration record.*'fees'"):
+    budget.Calibration.from_json({k: v for k, v in record.items() if k != "fees"})
+  with pytest.raises(budget.BudgetError, match=r"shape \[E >= 1, 4\]"):
+    budget.Calibration.from_json({**record, "logits": [[0.0, 1.0]]})
+  with pytest.raises(budget.BudgetError, match="finite non-negative"):
+    budget.Calibration(NAMES, np.zeros((2, 4)), [0.1, -1.0, 1.0, 3.0])
