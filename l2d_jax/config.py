@@ -36,7 +36,9 @@ class DataConfig:
   tfds_name: str = ""             # squad/v1.1 | squad/v2.0 | trivia_qa/rc (source=tfds)
   tfds_data_dir: str = ""
   tfds_manual_dir: str = ""
-  max_evidence_chars: int = 4000  # TriviaQA evidence truncation
+  # TriviaQA: 0 reads every evidence document whole (token windows over all of it); N > 0
+  # keeps each document's first N characters, and logs how many answers that cuts away.
+  max_evidence_chars: int = 0
   synthetic_seed: int = 0
   synthetic_articles: int = 96
   synthetic_annotators: int = 1   # >1: extra human annotations (for a human agent)

@@ -1,12 +1,15 @@
-"""TriviaQA rc reader: alias location, truncation, the official layout, and bad input."""
+"""TriviaQA rc reader: alias location, whole documents and cuts, the official layout, bad input."""
 
 import json
+import logging
 import pathlib
 
+import numpy as np
 import pytest
 
-from l2d_jax.data import triviaqa
-from l2d_jax.data.example import Answer, DataError, Example
+from l2d_jax.data import features, triviaqa, wordpiece
+from l2d_jax.data.example import Answer, DataError, Example, SkipReport
+from l2d_jax.data.tokenizer import load_tokenizer
 
 PARIS_PAGE = "  Paris is the capital of France. PARIS hosts the Louvre; Parisians love it.\n"
 LIGHT_PAGE = "The City of Light, paris, is also called Lutetia."
@@ -102,8 +105,9 @@ def test_truncate_evidence_ends_on_a_word_end():
   assert triviaqa.truncate_evidence(text, 10) == "alpha beta"  # the cut falls on a space
   assert triviaqa.truncate_evidence(text, 13) == "alpha beta"  # inside "gamma": back to a space
   assert triviaqa.truncate_evidence(text, 3) == "alp"  # one word longer than the limit
-  with pytest.raises(ValueError, match="must be positive"):
-    triviaqa.truncate_evidence(text, 0)
+  assert triviaqa.truncate_evidence(text, 0) == text  # 0: the whole document
+  with pytest.raises(ValueError, match="must be 0 .whole documents. or positive"):
+    triviaqa.truncate_evidence(text, -1)
 
 
 def test_read_triviaqa_dev_gives_one_example_per_question_and_document(tmp_path):
@@ -234,3 +238,127 @@ def test_same_pair_with_different_content_is_an_error(tmp_path):
   with pytest.raises(DataError, match="appears twice with different content") as error:
     triviaqa.read_triviaqa(root, "dev")
   assert error.value.qid == "tc_1--Paris.txt"
+
+
+# Long documents in the official layout whose answers lie beyond any usual cut.
+_FILLER_WORDS = ("river valley town bridge castle meadow harbour tower market church forest "
+                 "road hill field mill square north south old new long wide the of and in").split()
+
+
+def _filler(chars: int, seed: int) -> str:
+  """Sentences of neutral words, about `chars` characters, none of them an answer alias."""
+  rng = np.random.default_rng(seed)
+  sentences, length = [], 0
+  while length < chars:
+    sentence = " ".join(rng.choice(_FILLER_WORDS, size=12)).capitalize() + "."
+    sentences.append(sentence)
+    length += len(sentence) + 1
+  return " ".join(sentences)
+
+
+DANUBE_PAGE = (_filler(6000, 1) + " It empties into the Black Sea near Sulina. " + _filler(5000, 2)
+               + "\nThe delta on the black sea is a reserve. " + _filler(1500, 3))
+EUXINE_PAGE = _filler(9000, 4) + " Ancient sailors called it the Euxine. " + _filler(400, 5)
+VIENNA_PAGE = "Vienna lies on the Danube. " + _filler(7000, 6) + " Vienna hosts a ball. "
+DANUBE_QUESTION = {
+    "Answer": {"Aliases": ["Black Sea", "Euxine"], "Value": "Black Sea", "Type": "WikipediaEntity"},
+    "EntityPages": [{"DocSource": "TagMe", "Filename": "Danube.txt", "Title": "Danube"}],
+    "Question": "Into which sea does the Danube flow?", "QuestionId": "tc_10",
+}
+VIENNA_QUESTION = {
+    "Answer": {"Aliases": ["Vienna", "Wien"], "Value": "Vienna", "Type": "WikipediaEntity"},
+    "EntityPages": [{"DocSource": "TagMe", "Filename": "Vienna.txt", "Title": "Vienna"}],
+    "Question": "Which capital lies on the Danube?", "QuestionId": "tc_11",
+}
+EUXINE_RESULT = {"Filename": "9/9_1.txt", "Rank": 0, "Title": "Old names of seas",
+                 "Url": "http://seas.example"}
+LONG_PAGES = {("wikipedia", "Danube.txt"): DANUBE_PAGE, ("wikipedia", "Vienna.txt"): VIENNA_PAGE,
+              ("web", "9/9_1.txt"): EUXINE_PAGE}
+
+
+def write_long_rc_tree(root: pathlib.Path) -> pathlib.Path:
+  """A triviaqa-rc tree whose documents run to 12,000 characters, answers far into them."""
+  for (domain, filename), text in LONG_PAGES.items():
+    path = root / "evidence" / domain / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+  (root / "qa").mkdir(parents=True)
+  write_qa_file(root / "qa" / "wikipedia-dev.json", [DANUBE_QUESTION, VIENNA_QUESTION],
+                "wikipedia", "dev")
+  write_qa_file(root / "qa" / "web-dev.json",
+                [dict(DANUBE_QUESTION, EntityPages=[], SearchResults=[EUXINE_RESULT])], "web",
+                "dev")
+  return root
+
+
+def test_whole_documents_keep_every_answer_at_exact_offsets(tmp_path, caplog):
+  root = write_long_rc_tree(tmp_path)
+  with caplog.at_level(logging.INFO, logger="l2d_jax.data.triviaqa"):
+    examples, skips = triviaqa.read_triviaqa(root, "dev")
+  assert skips.total == 0
+  assert "read whole (max_evidence_chars=0): no answer cut" in caplog.text
+  aliases = {"tc_10": ("Black Sea", "Euxine"), "tc_11": ("Vienna", "Wien")}
+  by_id = {e.id: e for e in examples}
+  assert sorted(by_id) == ["tc_10--9/9_1.txt", "tc_10--Danube.txt", "tc_11--Vienna.txt"]
+  for (_, filename), text in LONG_PAGES.items():
+    example = next(e for e in examples if e.id.endswith(f"--{filename}"))
+    qid = example.id.split("--")[0]
+    assert example.context == text.strip() and not example.no_evidence
+    # Every occurrence of an alias in the document, at its exact offsets.
+    assert example.answers == triviaqa.locate_aliases(text.strip(), aliases[qid])
+    for answer in example.answers:
+      assert example.context[answer.start:answer.end] == answer.text
+  danube = by_id["tc_10--Danube.txt"]
+  assert [a.text for a in danube.answers] == ["Black Sea", "black sea"]
+  assert min(a.start for a in danube.answers) > 6000
+  assert [a.text for a in by_id["tc_10--9/9_1.txt"].answers] == ["Euxine"]
+  assert by_id["tc_10--9/9_1.txt"].answers[0].start > 9000
+  assert [a.start for a in by_id["tc_11--Vienna.txt"].answers][0] == 0
+
+
+def test_a_cut_keeps_the_answers_before_it_and_reports_what_it_cuts(tmp_path, caplog):
+  root = write_long_rc_tree(tmp_path)
+  with caplog.at_level(logging.WARNING, logger="l2d_jax.data.triviaqa"):
+    examples, _ = triviaqa.read_triviaqa(root, "dev", max_evidence_chars=4000)
+  # Of the 5 answer occurrences only Vienna's first survives the old default cut.
+  assert [(e.id, len(e.answers), e.no_evidence) for e in examples] == [
+      ("tc_10--Danube.txt", 0, True), ("tc_11--Vienna.txt", 1, False),
+      ("tc_10--9/9_1.txt", 0, True)]
+  assert all(len(e.context) <= 4000 for e in examples)
+  assert ("TriviaQA dev: max_evidence_chars=4000 cut 4 of 5 answer occurrences; 2 of 3 "
+          "(question, document) pairs with an answer in their document have none left") in (
+              caplog.text)
+
+
+def test_evidence_cut_counts_a_pair_read_twice_once():
+  cut = triviaqa.EvidenceCut(100)
+  for _ in range(2):  # the same pair from the Wikipedia and the web qa file
+    triviaqa.evidence_examples("q", "Where?", ["Black Sea"],
+                               [triviaqa.Evidence("d.txt", "D", DANUBE_PAGE)],
+                               max_evidence_chars=100, skips=SkipReport(), cut=cut)
+  assert (cut.answers_cut, cut.pairs_emptied) == (2, 1)
+
+
+def test_token_windows_cover_the_whole_document(tmp_path):
+  """Every answer of a whole document lies inside some window, at its exact characters."""
+  examples, _ = triviaqa.read_triviaqa(write_long_rc_tree(tmp_path), "dev")
+  tokenizer = load_tokenizer(wordpiece.save_tokenizer(
+      wordpiece.train_wordpiece([e.context for e in examples] + [e.question for e in examples],
+                                vocab_size=200), tmp_path / "tokenizer"))
+  feats = features.make_features(examples, tokenizer, features.FeatureParams(128, 32, 16))
+  for i, example in enumerate(examples):
+    rows = np.flatnonzero(feats.example_index_F == i)
+    assert len(rows) > 10  # thousands of characters: many windows, none dropped
+    for answer in example.answers:
+      inside = [f for f in rows if any(
+          s == answer.start for s, _ in feats.offsets_FxLx2[f]) and any(
+              e == answer.end for _, e in feats.offsets_FxLx2[f])]
+      assert inside, (example.id, answer)
+    # The training label (the first answer) maps back to its exact characters.
+    first = example.answers[0]
+    labelled = [f for f in rows if feats.start_positions_F[f]]
+    assert labelled
+    f = labelled[0]
+    start, end = feats.start_positions_F[f], feats.end_positions_F[f]
+    assert example.context[feats.offsets_FxLx2[f, start, 0]:feats.offsets_FxLx2[f, end, 1]] == (
+        first.text)

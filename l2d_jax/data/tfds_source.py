@@ -63,8 +63,9 @@ from tensorflow_datasets.core.download.download_manager import NonMatchingChecks
 
 from l2d_jax.data import squad
 from l2d_jax.data.example import DataError, Example, SkipReport
-from l2d_jax.data.triviaqa import (DEFAULT_MAX_EVIDENCE_CHARS, Evidence, answer_aliases,
-                                   evidence_examples, no_evidence_summary, unique_pairs)
+from l2d_jax.data.triviaqa import (DEFAULT_MAX_EVIDENCE_CHARS, Evidence, EvidenceCut,
+                                   answer_aliases, evidence_examples, no_evidence_summary,
+                                   unique_pairs)
 
 SQUAD_V1, SQUAD_V2, TRIVIA_QA_RC = "squad/v1.1", "squad/v2.0", "trivia_qa/rc"
 # What `manual_dir` must hold for each builder: the file names TFDS registers.
@@ -229,6 +230,7 @@ def _trivia_examples(records: Iterator[dict[str, Any]], where: str, max_evidence
                      skips: SkipReport) -> list[Example]:
   """trivia_qa/rc records as one example per (question, evidence document)."""
   examples: list[Example] = []
+  cut = EvidenceCut(max_evidence_chars)
   for record in records:
     qid = _text(record["question_id"], where, None, "question_id")
     answer = record["answer"]
@@ -241,9 +243,11 @@ def _trivia_examples(records: Iterator[dict[str, Any]], where: str, max_evidence
     documents += _evidence(record["search_results"], "search_context", where, qid)
     question = _text(record["question"], where, qid, "question")
     examples.extend(evidence_examples(qid, question, answer_aliases(value, raw_aliases), documents,
-                                      max_evidence_chars=max_evidence_chars, skips=skips))
+                                      max_evidence_chars=max_evidence_chars, skips=skips,
+                                      cut=cut))
   examples = unique_pairs(examples, skips=skips, source=where)
   _log.info("%s: %s", where, no_evidence_summary(examples))
+  cut.report(where)
   return examples
 
 

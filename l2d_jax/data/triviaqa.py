@@ -3,10 +3,20 @@
 TriviaQA gives each question answer aliases and evidence documents (Wikipedia
 entity pages, web search results) but no answer offsets. Extractive models need
 spans, so each (question, evidence document) pair becomes one `Example` whose
-context is the document's text, truncated to `max_evidence_chars`, and whose
-answers are every place an alias occurs in it. Pairs whose truncated evidence
+context is the document's whole text and whose answers are every place an alias
+occurs in it, at exact character offsets. Long documents are read as
+extractive-QA systems read them: `data.features` cuts every context into
+overlapping token windows (`max_seq_len`, `doc_stride`) over its whole length,
+so an answer anywhere in the evidence is in some window. Pairs whose evidence
 holds no alias are kept with `no_evidence=True` (an agent can still be scored on
 them against the aliases, but they give no span to train on) and counted.
+
+The official evaluation scores a prediction against the aliases whatever part
+of the document a reader kept, so cutting documents turns the answers beyond
+the cut into misses for every agent. `max_evidence_chars` > 0 still keeps only
+the first characters of each document, to bound the windows of a very large
+corpus; what that cuts away (answer occurrences, and pairs left with none) is
+counted in an `EvidenceCut` and logged as a warning.
 
 Two sources share this logic: `read_triviaqa` below reads the official
 `triviaqa-rc` layout, and `l2d_jax.data.tfds_source` reads TFDS `trivia_qa/rc`;
@@ -27,7 +37,8 @@ Alias location, the choices made:
 
 Truncation keeps at most `max_evidence_chars` characters and never ends inside a
 word (it cuts back to the last whitespace, unless the first word alone is
-longer), so an alias cannot be matched on half a word.
+longer). Aliases are located in the whole document and those that end within
+the kept text are kept, so an alias is never matched on half a word.
 """
 
 from collections.abc import Iterable, Sequence
@@ -41,8 +52,8 @@ from typing import Any
 from l2d_jax.data.example import Answer, DataError, Example, SkipReport
 from l2d_jax.data.squad import SKIP_EMPTY_CONTEXT, SKIP_EMPTY_QUESTION, load_json
 
-# About 700 words: three or four windows of 384 WordPiece tokens at stride 128.
-DEFAULT_MAX_EVIDENCE_CHARS = 4000
+# 0: every document whole (token windows over all of it); N > 0 keeps its first N characters.
+DEFAULT_MAX_EVIDENCE_CHARS = 0
 DOMAINS = ("wikipedia", "web")
 # Split name -> the word in the official qa file names. The test split has no
 # public answers, so there is nothing to locate.
@@ -74,11 +85,54 @@ def answer_aliases(value: str, aliases: Iterable[str]) -> tuple[str, ...]:
   return tuple(kept)
 
 
+@dataclasses.dataclass
+class EvidenceCut:
+  """What `max_evidence_chars` cut away: per (question, document) pair, answers found and kept.
+
+  Keyed by pair id, so a pair read twice (from the Wikipedia and the web qa
+  files) counts once.
+  """
+  max_chars: int
+  answers_by_pair: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+  def record(self, pair_id: str, found: int, kept: int) -> None:
+    """Pair `pair_id` has `found` alias occurrences in its whole document, `kept` in its context."""
+    self.answers_by_pair[pair_id] = (found, kept)
+
+  @property
+  def answers_cut(self) -> int:
+    return sum(found - kept for found, kept in self.answers_by_pair.values())
+
+  @property
+  def pairs_emptied(self) -> int:
+    """Pairs whose document holds an answer and whose kept context holds none."""
+    return sum(1 for found, kept in self.answers_by_pair.values() if found and not kept)
+
+  def summary(self) -> str:
+    """One line: the cut, how many answer occurrences it removed and how many pairs it emptied."""
+    if self.max_chars <= 0:
+      return "every evidence document read whole (max_evidence_chars=0): no answer cut"
+    found = sum(found for found, _ in self.answers_by_pair.values())
+    with_answers = sum(1 for found, _ in self.answers_by_pair.values() if found)
+    return (f"max_evidence_chars={self.max_chars} cut {self.answers_cut} of {found} answer "
+            f"occurrences; {self.pairs_emptied} of {with_answers} (question, document) pairs "
+            f"with an answer in their document have none left (kept with no_evidence=True)")
+
+  def report(self, where: str) -> None:
+    """Logs the summary: a warning when answers were cut, else at INFO."""
+    _log.log(logging.WARNING if self.answers_cut else logging.INFO, "%s: %s", where,
+             self.summary())
+
+
 def truncate_evidence(text: str, max_chars: int) -> str:
-  """The longest prefix of `text` of at most `max_chars` characters that ends on a word end."""
-  if max_chars <= 0:
-    raise ValueError(f"max_evidence_chars must be positive, got {max_chars}")
-  if len(text) <= max_chars:
+  """The longest prefix of `text` of at most `max_chars` characters that ends on a word end.
+
+  `max_chars` 0 keeps the whole text.
+  """
+  if max_chars < 0:
+    raise ValueError(f"max_evidence_chars must be 0 (whole documents) or positive, got "
+                     f"{max_chars}")
+  if not max_chars or len(text) <= max_chars:
     return text
   prefix = text[:max_chars]
   if not text[max_chars].isspace():
@@ -99,11 +153,12 @@ def locate_aliases(context: str, aliases: Sequence[str]) -> tuple[Answer, ...]:
 
 def evidence_examples(qid: str, question: str, aliases: Sequence[str],
                       documents: Iterable[Evidence], *, max_evidence_chars: int,
-                      skips: SkipReport) -> list[Example]:
+                      skips: SkipReport, cut: EvidenceCut | None = None) -> list[Example]:
   """The examples of one question: one per evidence document, aliases located in its text.
 
   Documents whose (stripped) text is empty, and questions that are empty or
-  have no documents, are counted in `skips`.
+  have no documents, are counted in `skips`; the answers `max_evidence_chars`
+  cuts away are recorded in `cut`.
   """
   question, documents = question.strip(), list(documents)
   if not question:
@@ -115,11 +170,15 @@ def evidence_examples(qid: str, question: str, aliases: Sequence[str],
   examples = []
   for document in documents:
     pair_id = f"{qid}{ID_SEPARATOR}{document.filename}"
-    context = truncate_evidence(document.text.strip(), max_evidence_chars)
+    text = document.text.strip()
+    context = truncate_evidence(text, max_evidence_chars)
     if not context:
       skips.skip(SKIP_EMPTY_CONTEXT, pair_id)
       continue
-    answers = locate_aliases(context, aliases)
+    found = locate_aliases(text, aliases)
+    answers = tuple(answer for answer in found if answer.end <= len(context))
+    if cut is not None:
+      cut.record(pair_id, len(found), len(answers))
     examples.append(Example(pair_id, document.title.strip(), context, question, answers,
                             no_evidence=not answers))
   return examples
@@ -147,7 +206,7 @@ def no_evidence_summary(examples: Sequence[Example]) -> str:
   """One line: how many (question, document) pairs hold no answer alias (kept, flagged)."""
   count = sum(e.no_evidence for e in examples)
   return (f"{count} of {len(examples)} (question, document) pairs hold no answer alias in their "
-          f"truncated evidence (kept with no_evidence=True)")
+          f"evidence (kept with no_evidence=True)")
 
 
 def read_triviaqa(root: str | os.PathLike, split: str, *, domains: Sequence[str] = DOMAINS,
@@ -159,7 +218,8 @@ def read_triviaqa(root: str | os.PathLike, split: str, *, domains: Sequence[str]
   (the extracted triviaqa-rc tarball); `split` is "train" or "dev"
   ("validation" is an alias). Entity pages are read from `evidence/wikipedia`,
   search results from `evidence/web`. Example ids are `QuestionId--Filename`.
-  Missing files, malformed JSON and missing fields raise a `DataError`.
+  Missing files, malformed JSON and missing fields raise a `DataError`. What
+  `max_evidence_chars` > 0 cuts away is logged (`EvidenceCut.report`).
   """
   if split not in SPLIT_FILE_WORDS:
     raise ValueError(f"TriviaQA split must be one of {sorted(SPLIT_FILE_WORDS)}, got {split!r} "
@@ -169,20 +229,22 @@ def read_triviaqa(root: str | os.PathLike, split: str, *, domains: Sequence[str]
     raise ValueError(f"unknown TriviaQA domains {unknown} (known: {DOMAINS})")
   root = pathlib.Path(root)
   skips = SkipReport()
+  cut = EvidenceCut(max_evidence_chars)
   examples: list[Example] = []
   for domain in domains:
     qa_path = root / "qa" / f"{domain}-{SPLIT_FILE_WORDS[split]}.json"
     if not qa_path.is_file():
       raise DataError(f"TriviaQA qa file not found (expected the extracted triviaqa-rc layout "
                       f"under {root})", file=str(qa_path))
-    examples.extend(_qa_file_examples(qa_path, root / "evidence", max_evidence_chars, skips))
+    examples.extend(_qa_file_examples(qa_path, root / "evidence", max_evidence_chars, skips, cut))
   examples = unique_pairs(examples, skips=skips, source=str(root / "qa"))
   _log.info("TriviaQA %s: %s", split, no_evidence_summary(examples))
+  cut.report(f"TriviaQA {split}")
   return examples, skips
 
 
 def _qa_file_examples(qa_path: pathlib.Path, evidence_dir: pathlib.Path, max_evidence_chars: int,
-                      skips: SkipReport) -> list[Example]:
+                      skips: SkipReport, cut: EvidenceCut) -> list[Example]:
   """The examples of every question of one qa file."""
   file = str(qa_path)
   data = load_json(qa_path)
@@ -206,7 +268,8 @@ def _qa_file_examples(qa_path: pathlib.Path, evidence_dir: pathlib.Path, max_evi
     ]
     question = _field(record, "Question", str, file=file, qid=qid)
     examples.extend(evidence_examples(qid, question, aliases, documents,
-                                      max_evidence_chars=max_evidence_chars, skips=skips))
+                                      max_evidence_chars=max_evidence_chars, skips=skips,
+                                      cut=cut))
   return examples
 
 
