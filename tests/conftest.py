@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import sys
 import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -17,6 +18,22 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 SHARED_SQUAD = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad"
+
+
+@pytest.fixture(scope="session")
+def torch():
+  """PyTorch, the parity tests' reference (`make test` installs its CPU wheel, torch==2.13.0).
+
+  That wheel exists for Python 3.11 only, and from the registry torch is a CUDA build of
+  several GB, so on Python 3.12+ these tests skip when torch is absent and say why. On 3.11
+  a missing torch is an error: the run that must execute them cannot skip them.
+  """
+  if sys.version_info >= (3, 12):
+    pytest.importorskip("torch", reason="PyTorch parity reference: torch is not installed on "
+                        "this Python 3.12+ (its local CPU wheel, torch==2.13.0, is for 3.11, "
+                        "where `make test` runs these tests)")
+  import torch as torch_module  # pylint: disable=import-outside-toplevel
+  return torch_module
 
 
 @pytest.fixture

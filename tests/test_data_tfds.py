@@ -15,7 +15,10 @@ import sys
 import tarfile
 
 import pytest
-import tensorflow_datasets as tfds
+
+# The optional extra l2d-jax[tfds] (`make test` installs it; test_optional_deps covers its absence).
+tfds = pytest.importorskip("tensorflow_datasets", reason="the TFDS readers need the optional "
+                           "extra: pip install 'l2d-jax[tfds]'")
 from tensorflow_datasets.core.download import checksums
 
 from l2d_jax.data import squad, tfds_source, triviaqa

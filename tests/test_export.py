@@ -113,8 +113,7 @@ def test_export_directory_holds_every_file(setup):
   assert router_meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
 
 
-def test_hf_export_loads_in_pytorch_with_the_same_logits(setup):
-  torch = pytest.importorskip("torch")
+def test_hf_export_loads_in_pytorch_with_the_same_logits(setup, torch):
   import transformers  # pylint: disable=import-outside-toplevel
   model, info = transformers.BertForSequenceClassification.from_pretrained(
       str(setup["out"]), output_loading_info=True)

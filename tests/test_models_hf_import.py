@@ -30,10 +30,6 @@ HF_CONFIGS = {
 AUTO_CLASSES = {"span": "AutoModelForQuestionAnswering",
                 "classify": "AutoModelForSequenceClassification", "base": "AutoModel"}
 
-@pytest.fixture(scope="module")
-def torch():
-  return pytest.importorskip("torch")
-
 
 @pytest.fixture(scope="module")
 def checkpoint(torch, tmp_path_factory):

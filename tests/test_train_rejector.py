@@ -1,5 +1,6 @@
 """Rejector training: 8 devices vs 1, SIGKILL and resume, 2 processes, non-finite stop."""
 
+import importlib.util
 import pathlib
 import socket
 import subprocess
@@ -84,7 +85,8 @@ def test_eight_devices_match_one_device(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert {"deferral_loss", "oracle_loss", "f1", "share_0"} <= last.keys()
   assert (tmp_path / "eight" / "metrics.jsonl").exists()
-  assert list((tmp_path / "eight" / "tensorboard").iterdir())
+  if importlib.util.find_spec("tensorboardX"):  # the optional extra l2d-jax[tensorboard]
+    assert list((tmp_path / "eight" / "tensorboard").iterdir())
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

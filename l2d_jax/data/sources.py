@@ -19,7 +19,7 @@ import logging
 import pathlib
 
 from l2d_jax.config import DataConfig
-from l2d_jax.data import squad, synthetic, tfds_source, triviaqa, wordpiece
+from l2d_jax.data import squad, synthetic, triviaqa, wordpiece
 from l2d_jax.data.example import Example
 
 SPLITS = ("expert_train", "rejector_train", "test")
@@ -91,6 +91,8 @@ def _divide(train: list[Example], key) -> dict[str, list[Example]]:
 
 
 def _tfds(config: DataConfig) -> Splits:
+  # Imported here: tensorflow-datasets is an optional extra, which only this source needs.
+  from l2d_jax.data import tfds_source  # pylint: disable=import-outside-toplevel
   kwargs = dict(data_dir=config.tfds_data_dir or None, manual_dir=config.tfds_manual_dir or None,
                 max_evidence_chars=config.max_evidence_chars)
   train, skips = tfds_source.read_tfds(config.tfds_name, "train", **kwargs)

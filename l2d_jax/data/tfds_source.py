@@ -58,14 +58,18 @@ import pathlib
 import types
 from typing import Any
 
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
-
 from l2d_jax.data import squad
 from l2d_jax.data.example import DataError, Example, SkipReport
 from l2d_jax.data.triviaqa import (DEFAULT_MAX_EVIDENCE_CHARS, Evidence, EvidenceCut,
                                    answer_aliases, evidence_examples, no_evidence_summary,
                                    unique_pairs)
+from l2d_jax.errors import MissingExtraError
+
+try:  # an optional extra: only data.source=tfds needs it
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+except ImportError as e:
+  raise MissingExtraError("data.source=tfds", "tfds", e) from e
 
 SQUAD_V1, SQUAD_V2, TRIVIA_QA_RC = "squad/v1.1", "squad/v2.0", "trivia_qa/rc"
 # What `manual_dir` must hold for each builder: the file names TFDS registers.
