@@ -10,7 +10,7 @@ import transformers
 from flax import nnx
 
 from l2d_jax.models import config as config_lib
-from l2d_jax.models import encoder as encoder_lib
+from l2d_jax.models import attention as attention_lib
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.encoder import Attention, Encoder, position_ids
 from l2d_jax.models.heads import SequenceClassifier
@@ -196,10 +196,10 @@ def test_attention_dropout_path_matches_inference_path():
   config = EncoderConfig(family="bert", **TINY, attention_dropout=1e-9)
   attention = Attention(config, rngs=nnx.Rngs(0))
   x_BxLxH = jax.random.normal(jax.random.key(1), (2, 7, 16))
-  mask_Bx1x1xL = jnp.asarray([[1] * 7, [1] * 4 + [0] * 3], bool)[:, None, None, :]
-  training = _apply(attention, x_BxLxH, mask_Bx1x1xL)
+  lengths_B = jnp.asarray([7, 4])
+  training = _apply(attention, x_BxLxH, lengths_B)
   attention.eval()
-  np.testing.assert_allclose(training, _apply(attention, x_BxLxH, mask_Bx1x1xL), atol=1e-5)
+  np.testing.assert_allclose(training, _apply(attention, x_BxLxH, lengths_B), atol=1e-5)
 
 
 def test_bf16_compute_stays_close_to_fp32():
@@ -220,17 +220,17 @@ def test_per_example_attention_drops_what_batched_attention_drops():
   """The CPU path (one example at a time) and the batched path share one dropout mask."""
   keys = jax.random.split(jax.random.key(2), 3)
   query, key, value = (jax.random.normal(k, (3, 9, 2, 4)) for k in keys)
-  mask_Bx1x1xL = jnp.asarray([[1] * 9, [1] * 5 + [0] * 4, [1] * 2 + [0] * 7], bool)[:, None, None]
+  lengths_B = jnp.asarray([9, 5, 2])
   dropout = (jnp.uint32(12345), 0.3)
-  batched = encoder_lib._attention_batched(query, key, value, mask_Bx1x1xL, dropout)
-  per_example = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL, dropout)
+  batched = attention_lib.attention_explicit(query, key, value, lengths_B, dropout)
+  per_example = attention_lib.attention_per_example(query, key, value, lengths_B, dropout)
   np.testing.assert_allclose(per_example, batched, atol=1e-5)
-  no_dropout = encoder_lib._attention_per_example(query, key, value, mask_Bx1x1xL)
+  no_dropout = attention_lib.attention_per_example(query, key, value, lengths_B)
   assert np.abs(np.asarray(per_example - no_dropout)).max() > 1e-2
   # Its backward recomputes each example's scores (jax.checkpoint): same gradients.
   weights = jax.random.normal(jax.random.key(3), batched.shape)
-  grads = [jax.grad(lambda q, k, v, f=f: jnp.sum(f(q, k, v, mask_Bx1x1xL, dropout) * weights),
+  grads = [jax.grad(lambda q, k, v, f=f: jnp.sum(f(q, k, v, lengths_B, dropout) * weights),
                     argnums=(0, 1, 2))(query, key, value)
-           for f in (encoder_lib._attention_batched, encoder_lib._attention_per_example)]
+           for f in (attention_lib.attention_explicit, attention_lib.attention_per_example)]
   for batched_grad, per_example_grad in zip(*grads):
     np.testing.assert_allclose(per_example_grad, batched_grad, atol=1e-5)

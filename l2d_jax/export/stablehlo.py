@@ -26,6 +26,7 @@ from flax import nnx
 
 from l2d_jax.defer import policy
 from l2d_jax.export import hf, loader
+from l2d_jax.models import attention
 from l2d_jax.models.heads import SequenceClassifier
 from l2d_jax.train.rejector import INPUTS
 
@@ -61,11 +62,16 @@ def _host_copy(x: jax.Array) -> np.ndarray | jax.Array:
 
 def export_router_bytes(model: SequenceClassifier, max_seq_len: int, *,
                         platforms: Sequence[str] = PLATFORMS) -> bytes:
-  """The serialized `jax.export` artifact of the routing function, batch size symbolic."""
+  """The serialized `jax.export` artifact of the routing function, batch size symbolic.
+
+  Traced with portable attention (`models.attention.portable`): a kernel chosen
+  for the exporting machine (cuDNN on a GPU) would not run on the other platforms.
+  """
   batch, = jax.export.symbolic_shape("b")
   token_spec = jax.ShapeDtypeStruct((batch, max_seq_len), jnp.int32)
-  exported = jax.export.export(jax.jit(routing_function(model)), platforms=tuple(platforms))(
-      *(token_spec for _ in INPUTS))
+  with attention.portable():
+    exported = jax.export.export(jax.jit(routing_function(model)), platforms=tuple(platforms))(
+        *(token_spec for _ in INPUTS))
   return bytes(exported.serialize())
 
 
