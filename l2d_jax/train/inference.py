@@ -12,10 +12,10 @@ import functools
 
 import jax
 import numpy as np
-import tqdm
 from flax import nnx
 
 from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.train.progress import progress
 
 
 def sharded_apply(model: nnx.Module, fn: Callable[[nnx.Module, dict], object], mesh
@@ -55,8 +55,8 @@ def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *,
   num_rows = len(next(iter(inputs.values())))
   outputs = []
   starts = range(0, num_rows, batch_size)
-  for lo in tqdm.tqdm(starts, desc=desc, unit="batch",
-                      disable=desc is None or jax.process_index() != 0):
+  for lo in progress(starts, desc=desc, unit="batch",
+                     disable=desc is None or jax.process_index() != 0):
     rows = np.arange(lo, min(lo + batch_size, num_rows))
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
     local = mesh_lib.local_rows(padded, mesh)

@@ -1,4 +1,4 @@
-"""Training metrics: JSONL, TensorBoard event files (tensorboardX, no TensorFlow), progress bar.
+"""Training metrics: JSONL, TensorBoard event files (tensorboardX, no TensorFlow), progress.
 
 Metrics arrive as device scalars. Converting them to Python floats right away
 would block the host on every step, so `MetricsLogger` keeps the latest step's
@@ -15,7 +15,8 @@ import time
 
 import jax
 import numpy as np
-import tqdm
+
+from l2d_jax.train import progress as progress_lib
 
 
 @functools.cache
@@ -47,8 +48,8 @@ class MetricsLogger:
       writer_class = _summary_writer_class() if tensorboard else None
       if writer_class is not None:
         self._tb = writer_class(str(self.workdir / "tensorboard"))
-    self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
-                          dynamic_ncols=True, disable=not (progress and self._is_writer))
+    self._bar = progress_lib.progress(total=total_steps, initial=initial_step, desc=desc,
+                                      unit="step", disable=not (progress and self._is_writer))
     self._last_time = time.perf_counter()
 
   def step(self, step: int, metrics: dict, examples: int) -> None:
