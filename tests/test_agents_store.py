@@ -78,3 +78,33 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
   S.atomic_write_json(tmp_path / "x.json", {"a": 1})
   assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
   assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_manifest_records_every_chunk_file_and_readers_refuse_a_damaged_one(tmp_path):
+  _write_agent(tmp_path, "a")
+  manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+  assert sorted(manifest["files"]) == [f"chunk-{c:05d}.{ext}" for c in range(3)
+                                       for ext in ("json", "npz")]
+  S.AgentStore(tmp_path, ["a"]).example_table("f1_E")  # intact: reads
+  chunk = tmp_path / "a" / "chunk-00001.npz"
+  raw = bytearray(chunk.read_bytes())
+  raw[len(raw) // 2] ^= 0x01  # one bit, in the middle of the arrays
+  chunk.write_bytes(bytes(raw))
+  store = S.AgentStore(tmp_path, ["a"])
+  store.example_table("f1_E", slice(0, 4))  # chunk 0 only: still readable
+  with pytest.raises(S.StoreMismatchError, match=r"chunk-00001\.npz: damaged"):
+    store.example_table("f1_E")
+  with pytest.raises(S.StoreMismatchError, match=r"chunk-00001\.npz: damaged"):
+    store.logits("a", 1)
+
+
+def test_a_manifest_edited_after_it_was_written_is_refused(tmp_path):
+  _write_agent(tmp_path, "a")
+  path = tmp_path / "a" / "manifest.json"
+  path.write_text(path.read_text().replace('"num_examples": 10', '"num_examples": 9'))
+  with pytest.raises(S.StoreMismatchError, match="manifest.json: damaged, its content does not "
+                                                 "match its checksum"):
+    S.AgentStore(tmp_path, ["a"])
+  path.write_text(path.read_text()[:-20])
+  with pytest.raises(S.StoreMismatchError, match=r"manifest.json: damaged manifest"):
+    S.AgentStore(tmp_path, ["a"])

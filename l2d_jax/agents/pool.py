@@ -124,7 +124,7 @@ def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
   path = store_dir / agent / "manifest.json"
   if not path.exists():
     return False
-  manifest = json.loads(path.read_text())
+  manifest = store_lib.read_manifest(path)
   return (manifest.get("complete", False)
           and manifest["fingerprints"].get("recorded", "") == recorded)
 

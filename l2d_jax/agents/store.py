@@ -4,7 +4,9 @@ Layout (one directory per agent; every file written to a temporary name, then re
 
   STORE/AGENT/manifest.json      format version, agent kind, fingerprints (data,
                                  tokenizer, model), feature params, costs, counts,
-                                 `complete` once every chunk is written
+                                 `complete` once every chunk is written, then the
+                                 SHA-256 of every chunk file (`files`) and of the
+                                 manifest's own content (`manifest_sha256`)
   STORE/AGENT/chunk-00000.npz    a range of whole questions: their windows' start/end
                                  logits [F_c, 2, L] (bf16 by default, stored as raw bits),
                                  window -> question index, gold start/end positions,
@@ -21,9 +23,15 @@ error, not a silent misuse; a store whose chunks record other fields than the
 writer's (`Fingerprints.recorded`, e.g. made before agent features were
 recorded) is recomputed. `AgentStore.example_table` reads a row range only
 (one process's shard of the questions).
+
+Readers also check integrity: a manifest whose content does not match its
+checksum, and a chunk file whose SHA-256 is not the one the manifest records
+(checked the first time a reader opens it), is a `StoreMismatchError` naming
+the file; a damaged store is never read.
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +40,8 @@ import tempfile
 
 import ml_dtypes
 import numpy as np
+
+from l2d_jax.errors import UserError
 
 FORMAT_VERSION = 1
 LOGIT_DTYPES = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16, "float32": np.float32}
@@ -42,8 +52,9 @@ SPAN_STATISTICS = ("best_prob_E", "top2_margin_E", "start_entropy_E", "end_entro
 HIDDEN_FIELD = "hidden_ExH"  # its pooled final hidden state, float32 [E, H]
 
 
-class StoreMismatchError(ValueError):
-  """The store was made from other data, another tokenizer or another model than expected."""
+class StoreMismatchError(UserError, ValueError):
+  """The store was made from other data, another tokenizer or another model than expected,
+  did not finish, or is damaged."""
 
 
 def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
@@ -62,6 +73,29 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
 
 def atomic_write_json(path: pathlib.Path, obj) -> None:
   atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def read_manifest(path: pathlib.Path) -> dict:
+  """An agent's manifest.json as a dict; unreadable or not an object: StoreMismatchError."""
+  try:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+  except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+    raise StoreMismatchError(f"{path}: damaged manifest ({err}); remove {path.parent} and run "
+                             "precompute again") from None
+  if not isinstance(manifest, dict):
+    raise StoreMismatchError(f"{path}: damaged manifest (not a JSON object)")
+  return manifest
+
+
+def _manifest_sha256(manifest: dict) -> str:
+  """The SHA-256 of a manifest's content, leaving out the field that records it."""
+  content = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+  return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +130,7 @@ class AgentWriter:
     }
     existing = self.dir / "manifest.json"
     if existing.exists():
-      old = json.loads(existing.read_text())
+      old = read_manifest(existing)
       old["fingerprints"] = {"recorded": "", **old.get("fingerprints", {})}  # older stores
       same = lambda manifest: ({k: manifest.get(k) for k in self.manifest if k != "complete"}
                                == {k: v for k, v in self.manifest.items() if k != "complete"})
@@ -157,11 +191,17 @@ class AgentWriter:
     atomic_write_json(self.dir / f"chunk-{c:05d}.json", {"texts": texts})
 
   def finish(self, **extra) -> None:
-    """Marks the agent complete (every chunk on disk) and records `extra` (costs, threshold)."""
+    """Marks the agent complete (every chunk on disk) and records `extra` (costs, threshold).
+
+    Also records the SHA-256 of every chunk file, whatever arrays it holds, and
+    of the manifest itself, which readers check.
+    """
     missing = set(range(self.num_chunks)) - self.done_chunks()
     if missing:
       raise ValueError(f"{self.dir}: chunks {sorted(missing)[:5]} are missing")
-    self.manifest.update(extra, complete=True)
+    files = {path.name: _file_sha256(path) for path in sorted(self.dir.glob("chunk-*"))}
+    self.manifest.update(extra, complete=True, files=files)
+    self.manifest["manifest_sha256"] = _manifest_sha256(self.manifest)
     atomic_write_json(self.dir / "manifest.json", self.manifest)
 
 
@@ -173,16 +213,22 @@ class AgentStore:
     self.dir = pathlib.Path(store_dir)
     self.agents = list(agents)
     self.manifests = {}
+    self._verified: set[pathlib.Path] = set()  # chunk files whose SHA-256 was checked
     for agent in self.agents:
       path = self.dir / agent / "manifest.json"
       if not path.exists():
         raise FileNotFoundError(f"agent {agent!r} has no outputs in {self.dir} (run precompute)")
-      manifest = json.loads(path.read_text())
+      manifest = read_manifest(path)
       if manifest.get("format_version") != FORMAT_VERSION:
         raise StoreMismatchError(f"{path}: format version {manifest.get('format_version')}, "
                                  f"expected {FORMAT_VERSION}")
-      if not manifest["complete"]:
+      if manifest.get("complete") is not True:
         raise StoreMismatchError(f"{path}: precompute of agent {agent!r} did not finish")
+      if manifest.get("manifest_sha256") != _manifest_sha256(manifest):
+        problem = ("damaged, its content does not match its checksum" if "manifest_sha256" in
+                   manifest else "written before stores carried checksums")
+        raise StoreMismatchError(f"{path}: {problem}; remove {path.parent} and run precompute "
+                                 "again")
       if data_fingerprint is not None and manifest["fingerprints"]["data"] != data_fingerprint:
         raise StoreMismatchError(
             f"{path}: agent {agent!r} was computed on other data (fingerprint "
@@ -192,6 +238,21 @@ class AgentStore:
     if len(counts) > 1:
       raise StoreMismatchError(f"agents of {self.dir} cover different numbers of questions: {counts}")
     self.num_examples = counts.pop() if counts else 0
+
+  def _chunk_file(self, agent: str, name: str) -> pathlib.Path:
+    """The path of one of `agent`'s chunk files, its SHA-256 checked when first asked for."""
+    path = self.dir / agent / name
+    if path not in self._verified:
+      recorded = self.manifests[agent]["files"].get(name)
+      if recorded is None or not path.is_file():
+        problem = "missing" if recorded else "not listed in its manifest"
+        raise StoreMismatchError(f"{path}: {problem}; remove {path.parent} and run precompute "
+                                 "again")
+      if _file_sha256(path) != recorded:
+        raise StoreMismatchError(f"{path}: damaged, its SHA-256 is not the one manifest.json "
+                                 f"records; remove {path.parent} and run precompute again")
+      self._verified.add(path)
+    return path
 
   def _chunks(self, agent: str, rows: slice):
     size = self.manifests[agent]["chunk_examples"]
@@ -204,7 +265,7 @@ class AgentStore:
     rows = rows or slice(0, self.num_examples)
     columns = []
     for agent in self.agents:
-      parts = [np.load(self.dir / agent / f"chunk-{c:05d}.npz")[field][part]
+      parts = [np.load(self._chunk_file(agent, f"chunk-{c:05d}.npz"))[field][part]
                for c, part in self._chunks(agent, rows)]
       columns.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
     return np.stack(columns, axis=1)
@@ -215,7 +276,7 @@ class AgentStore:
     rows = rows or slice(0, self.num_examples)
     statistics, hidden = [], []
     for c, part in self._chunks(agent, rows):
-      with np.load(self.dir / agent / f"chunk-{c:05d}.npz") as z:
+      with np.load(self._chunk_file(agent, f"chunk-{c:05d}.npz")) as z:
         if HIDDEN_FIELD not in z:
           raise StoreMismatchError(
               f"{self.dir / agent}: agent {agent!r} ({self.manifests[agent]['kind']}) records no "
@@ -230,13 +291,14 @@ class AgentStore:
     """The answer text agent `agent` gave to each question, in order."""
     texts = []
     for c, part in self._chunks(agent, slice(0, self.num_examples)):
-      texts.extend(json.loads((self.dir / agent / f"chunk-{c:05d}.json").read_text())["texts"][part])
+      path = self._chunk_file(agent, f"chunk-{c:05d}.json")
+      texts.extend(json.loads(path.read_text(encoding="utf-8"))["texts"][part])
     return texts
 
   def logits(self, agent: str, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(start/end logits [F, 2, L] float32, window -> question index, gold [F, 2]) of one chunk."""
     manifest = self.manifests[agent]
-    with np.load(self.dir / agent / f"chunk-{chunk:05d}.npz") as z:
+    with np.load(self._chunk_file(agent, f"chunk-{chunk:05d}.npz")) as z:
       if "logits_Fx2xL" not in z:
         raise ValueError(f"agent {agent!r} ({manifest['kind']}) stores no logits")
       raw = z["logits_Fx2xL"]
