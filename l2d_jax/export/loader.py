@@ -46,12 +46,9 @@ class ExportError(ValueError):
 
 
 def file_sha256(path: pathlib.Path) -> str:
-  """The hex SHA-256 of a file's bytes, read in blocks."""
-  digest = hashlib.sha256()
+  """The hex SHA-256 of a file's bytes."""
   with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify_export(export_dir: str | pathlib.Path,
