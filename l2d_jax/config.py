@@ -125,6 +125,10 @@ class EvalConfig:
   # most expensive model agent, as agents' "flops" fees) or a number ("0":
   # routing is free, the usual learning-to-defer convention).
   rejector_fee: str = "flops"
+  # Operating points users can ask for, each met on the held-out rejector_train
+  # questions and reported on test (`defer.budget`): "fee=1.2" (a target mean fee
+  # per question, deciding included) or "share:human<=0.3" (a cap on one agent's share).
+  budgets: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass

@@ -163,6 +163,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
     raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
   from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
   report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
+  report_stage.check_budgets(config)
   workdir = pathlib.Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(config), indent=1))

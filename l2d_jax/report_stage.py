@@ -3,7 +3,11 @@
 Evaluation reads only the test rows of the agent store: each agent alone, the
 trained rejector's allocation, random allocation with the rejector's shares,
 the confidence cascade on the main model's best-span probability, the oracle,
-and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`).
+and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`), and
+what each configured budget (`eval.budgets`) realises. Budgets are met on the
+rejector's logits for the validation articles of rejector_train, which it
+never trained on; the export carries those logits (`budget_calibration`) so
+that `l2d-jax route --budget` can meet any budget from the export alone.
 """
 
 import pathlib
@@ -12,9 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from l2d_jax import config as config_lib
+from l2d_jax import pipeline
 from l2d_jax.agents import fees as fees_lib
 from l2d_jax.agents.pool import Pool
 from l2d_jax.data.sources import Splits
+from l2d_jax.defer import budget as budget_lib
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
 from l2d_jax.evaluate import baselines, plot, report as report_lib
@@ -42,6 +48,42 @@ def check_rejector_fee(spec: str) -> None:
   if spec == "latency":
     raise ValueError("eval.rejector_fee='latency' is not supported: give 'flops' or a number")
   fees_lib.fee_from(spec)  # a non-negative number, else a ValueError naming it
+
+
+def check_budgets(config: config_lib.ExperimentConfig) -> None:
+  """Refuses an `eval.budgets` entry that does not parse or caps no agent, before anything runs."""
+  names = [agent.name for agent in config.agents]
+  for spec in config.eval.budgets:
+    try:
+      budget = budget_lib.parse_budget(spec)
+    except budget_lib.BudgetError as err:
+      raise budget_lib.BudgetError(f"eval.budgets: {err}") from None
+    if budget.agent is not None and budget.agent not in names:
+      raise budget_lib.BudgetError(f"eval.budgets: {spec!r} caps {budget.agent!r}, which is no "
+                                   f"agent of {config.name} ({', '.join(names)})")
+
+
+def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
+                       stage) -> budget_lib.Calibration:
+  """The rejector's logits on the validation questions of rejector_train, priced as the report.
+
+  Every question pays the rejector's own fee (`routing_cost`), then the fee of
+  the agent it goes to. Where rejector_train has too few articles to hold some
+  out (`pipeline.validation_rows`), the rejector trained on these questions and
+  `source` says so.
+  """
+  train_rows, val_rows = pipeline.validation_rows(pool)
+  held_out = not np.array_equal(train_rows, val_rows)
+  articles = len({pool.examples[i].title for i in val_rows})
+  source = (f"{len(val_rows)} held-out rejector_train questions ({articles} validation "
+            "articles the rejector never trained on)" if held_out else
+            f"all {len(val_rows)} rejector_train questions, which the rejector trained on (too "
+            "few articles to hold some out): expect test to stray more than the standard error")
+  rejector_fee, _ = routing_cost(config, pool, stage.model)
+  return budget_lib.Calibration(
+      agent_names=tuple(pool.names),
+      logits_ExJ=sweep_lib.classifier_logits(stage.model, stage.pooled_train_ExH[val_rows]),
+      fee_J=np.asarray(pool.fees_J, np.float64), fixed_fee=rejector_fee, source=source)
 
 
 def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tuple[float, float]:
@@ -85,17 +127,21 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
               "seconds": {k: round(v, 1) for k, v in timings.items()},
               "config": config_lib.to_dict(config)}
   rejector_fee, rejector_flops = routing_cost(config, pool, stage.model)
+  calibration = budget_calibration(config, pool, stage) if config.eval.budgets else None
+  if calibration is not None:
+    metadata["budget_calibration"] = calibration.source
   report = report_lib.build_report(
       test_table(config, pool, stage.test), conf_E, alloc_E, curve,
       random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
-      rejector_flops=rejector_flops, metadata=metadata)
+      rejector_flops=rejector_flops, budgets=config.eval.budgets, calibration=calibration,
+      rejector_logits_ExJ=logits_ExJ, metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")
   return {"report_json": str(json_path), "report_md": str(md_path), "tradeoff_png": str(png_path)}
 
 
 def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: pathlib.Path) -> dict:
-  """The export directory: HF BERT weights + tokenizer, StableHLO router, agents.json."""
+  """The export directory: HF weights + tokenizer, StableHLO router, agents, budget calibration."""
   from l2d_jax.export import bundle  # pylint: disable=import-outside-toplevel
   router_fee, router_flops = routing_cost(config, pool, stage.model)
   meta = bundle.AgentsMeta(
@@ -104,5 +150,6 @@ def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: path
       flops_J=tuple(float(f) if f else None for f in pool.flops_J),
       router_fee=router_fee, router_flops=router_flops)
   bundle.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
-                         agents_meta=meta, max_seq_len=config.rejector.max_seq_len)
+                         agents_meta=meta, max_seq_len=config.rejector.max_seq_len,
+                         calibration=budget_calibration(config, pool, stage))
   return {"export": str(out_dir)}

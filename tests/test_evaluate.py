@@ -353,6 +353,18 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
                         calibration=calibration, rejector_logits_ExJ=lead(test_v))
 
 
+def test_budgets_are_checked_before_anything_runs():
+  config = config_lib.ExperimentConfig(
+      name="x", agents=(config_lib.AgentConfig(name="small"), config_lib.AgentConfig(name="human")))
+  report_stage.check_budgets(config_lib.override(
+      config, "eval.budgets=('fee=1.2', 'share:human<=0.3')"))
+  for specs, message in (("('fee:1.2',)", r"eval.budgets: budget 'fee:1.2': expected"),
+                         ("('share:expert<=0.3',)", r"caps 'expert', which is no agent of x "
+                                                    r"\(small, human\)")):
+    with pytest.raises(budget_lib.BudgetError, match=message):
+      report_stage.check_budgets(config_lib.override(config, f"eval.budgets={specs}"))
+
+
 def test_report_markdown_tables():
   text = report.markdown(make_report())
   lines = text.splitlines()

@@ -15,7 +15,8 @@ from l2d_jax import cli
 from l2d_jax.data import squad, wordpiece
 from l2d_jax.data.example import Answer, Example
 from l2d_jax.data.tokenizer import load_tokenizer
-from l2d_jax.export import bundle, loader, stablehlo
+from l2d_jax.defer import budget
+from l2d_jax.export import bundle, loader, route, stablehlo
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.rejector import INPUTS, build_rejector, rejector_inputs
 
@@ -217,6 +218,45 @@ def test_route_rejects_a_tokenizer_that_is_not_the_exported_one(setup, tmp_path,
   assert cli.main(["route", "--export", str(broken), "--data", str(data),
                    "--out", str(tmp_path / "r.json")]) == 2
   assert "is not the one the router was exported with" in capsys.readouterr().err
+
+
+def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_path, capsys):
+  export = tmp_path / "export"
+  export.mkdir()
+  for path in setup["out"].iterdir():
+    (export / path.name).write_bytes(path.read_bytes())
+  data = tmp_path / "questions.json"
+  squad.write_squad(data, setup["examples"], "1.1")
+  assert cli.main(["route", "--export", str(export), "--data", str(data),
+                   "--budget", "fee=1"]) == 2  # exported without a calibration
+  assert f"{export} has no calibration.json" in capsys.readouterr().err
+  # The router's own logits on the routed questions serve as the calibration, so the routes
+  # must realise the held-out figures exactly.
+  logits_ExJ = route.router_logits(loader.Router(export), setup["inputs"], batch_size=8)
+  calibration = budget.Calibration(AGENTS, logits_ExJ, META.fees_J, META.router_fee,
+                                   source="the 23 routed questions")
+  (export / bundle.CALIBRATION_FILE).write_text(json.dumps(calibration.to_json()))
+  bundle.write_manifest(export)
+  out = tmp_path / "routes.json"
+  own = np.argmax(logits_ExJ, axis=1)
+  for spec, realised in (("fee=1.5", "fee"), ("share:human<=0.2", "share")):
+    point = budget.operating_point(spec, calibration)
+    assert cli.main(["route", "--export", str(export), "--data", str(data), "--out", str(out),
+                     "--batch-size", "8", "--budget", spec]) == 0
+    alloc_E = point.route(logits_ExJ)
+    assert json.loads(out.read_text()) == {e.id: AGENTS[j]
+                                           for e, j in zip(setup["examples"], alloc_E)}
+    assert (alloc_E != own).any()  # the budget moved the rejector's choice
+    held = point.fee if realised == "fee" else point.shares_J[2]
+    assert (held <= 1.5) if realised == "fee" else (held <= 0.2)
+    printed = capsys.readouterr().out
+    assert f"budget {spec} (" in printed
+    assert (f"held out {held:.4f} ± {point.standard_error:.4f} (the 23 routed questions); "
+            f"here {held:.4f} on 23 questions") in printed
+  assert cli.main(["route", "--export", str(export), "--data", str(data),
+                   "--budget", "fee=9"]) == 2
+  assert "budget 'fee=9' is out of reach: this router's mean fee per question lies in [0.12, " \
+         "3.02]" in capsys.readouterr().err
 
 
 def test_route_names_a_missing_router(tmp_path, capsys):

@@ -14,6 +14,7 @@ from l2d_jax import pipeline
 from l2d_jax.agents import store as store_lib
 from l2d_jax.agents.pool import prepare_pool
 from l2d_jax.data.sources import load_splits
+from l2d_jax.export import bundle
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
@@ -25,7 +26,9 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   config = tmp_path / "smoke.py"
   config.write_text("import sys\nsys.path.insert(0, %r)\nfrom demo import smoke_config as "
                     "get_config\n" % str(EXPERIMENTS))
-  assert cli.main(["run", "--config", str(config), "--workdir", str(tmp_path / "w")]) == 0
+  run = ["run", "--config", str(config), "--workdir", str(tmp_path / "w"),
+         "--set", "eval.budgets=('share:medium-2L<=0.5', 'fee=99')"]
+  assert cli.main(run) == 0
   outputs = json.loads(capsys.readouterr().out)
   report = json.loads(pathlib.Path(outputs["report_json"]).read_text())
   assert {"agents", "rejector", "baselines", "curve"} <= report.keys()
@@ -39,9 +42,21 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   export = pathlib.Path(outputs["export"])
   assert {"model.safetensors", "config.json", "router.stablehlo", "agents.json"} <= {
       p.name for p in export.iterdir()}
+  # Budgets are met on the held-out rejector logits, which the export carries for `route`.
+  capped, unreachable = report["budgets"]
+  assert capped["held_out"]["shares"]["medium-2L"] <= 0.5
+  assert capped["test"]["fee"] == pytest.approx(
+      meta["rejector_fee"] + sum(capped["test"]["shares"][a["agent"]] * a["fee"]
+                                 for a in report["agents"]))
+  assert "'fee=99' is out of reach" in unreachable["error"]
+  calibration = bundle.read_calibration(export)
+  assert calibration.agent_names == ("small-1L", "medium-2L")
+  assert calibration.fixed_fee == pytest.approx(meta["rejector_fee"])
+  assert calibration.num_questions == capped["held_out"]["num_questions"]
+  assert "rejector_train questions" in meta["budget_calibration"]
   # a rerun finds every stage done: same store, same rejector, same report numbers
   shutil.rmtree(tmp_path / "w" / "report")
-  assert cli.main(["run", "--config", str(config), "--workdir", str(tmp_path / "w")]) == 0
+  assert cli.main(run) == 0
   again = json.loads(pathlib.Path(json.loads(capsys.readouterr().out)["report_json"]).read_text())
   assert again["rejector"] == report["rejector"]
   assert again["agents"] == report["agents"]

@@ -32,12 +32,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from l2d_jax.errors import UserError
+
 CALIBRATION_FORMAT_VERSION = 1
 _SYNTAX = "'fee=F' (a target mean fee per question) or 'share:AGENT<=S' (S in [0, 1])"
 _BISECTIONS = 200
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError, ValueError):
   """A budget that cannot be parsed, names no agent, or is out of the router's reach."""
 
 

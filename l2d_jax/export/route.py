@@ -7,6 +7,12 @@ checkpoint or agent store is read, so a directory copied to another machine
 routes the same way. Writes `{question id: agent name}` and prints how the
 questions were shared out and what they cost in fees.
 
+`--budget fee=1.2` or `--budget share:human<=0.3` routes at an operating point
+instead of the rejector's own choice (`defer.budget`): the offsets on its
+logits are met on the export's `calibration.json`, the rejector's logits on
+questions it never trained on, so any budget can be asked for from the export
+alone; it prints the held-out figures beside what these questions realise.
+
 The export is verified against its manifest before anything is read from it
 (`loader.verify_export`), and a router that gives NaN or infinite logits routes
 nothing: a damaged export, like bad data, is one line on stderr naming the file
@@ -23,6 +29,7 @@ import numpy as np
 from l2d_jax.data import squad
 from l2d_jax.data.example import Example
 from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
+from l2d_jax.defer import budget as budget_lib
 from l2d_jax.errors import UserError
 from l2d_jax.export import bundle, loader
 from l2d_jax.export.loader import Router
@@ -42,14 +49,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> No
                       help="Where to write {question id: agent name} (default: routes.json).")
   parser.add_argument("--batch-size", type=int, default=64,
                       help="Questions per call of the router (default: 64).")
+  parser.add_argument("--budget", metavar="SPEC",
+                      help="Route at an operating point: 'fee=F' (a target mean fee per "
+                           "question, the router's own included, in the report's fee units) or "
+                           "'share:AGENT<=S' (at most a share S of the questions to AGENT), met "
+                           "on the export's held-out calibration questions.")
 
 
 def run(args: argparse.Namespace) -> int:
   """Routes the file; bad input or a broken export raises UserError or loader.ExportError."""
   if args.batch_size < 1:
     raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+  calibration = export_calibration(args.export) if args.budget else None
+  point = budget_lib.operating_point(args.budget, calibration) if args.budget else None
   data = squad.read_squad(args.data)
-  routes = route_examples(args.export, data.examples, batch_size=args.batch_size)
+  routes = route_examples(args.export, data.examples, batch_size=args.batch_size, budget=point)
   names, meta = bundle.read_agents(args.export)
   if data.skips.total:
     print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not routed)",
@@ -57,13 +71,50 @@ def run(args: argparse.Namespace) -> int:
   pathlib.Path(args.out).write_text(json.dumps(routes, indent=1) + "\n", encoding="utf-8")
   print(f"routed {len(routes)} questions of {data.path} -> {args.out}")
   print(share_table(list(routes.values()), names, meta))
+  if point is not None:
+    print(budget_summary(point, calibration, [names.index(name) for name in routes.values()]))
   return 0
 
 
+def export_calibration(export_dir: str | pathlib.Path) -> budget_lib.Calibration:
+  """The export's budget calibration, checked to name the agents its agents.json names.
+
+  Raises loader.ExportError for an export without one, or with another pool's.
+  """
+  calibration = bundle.read_calibration(export_dir)
+  names, _ = bundle.read_agents(export_dir)
+  if list(calibration.agent_names) != names:
+    raise loader.ExportError(f"{export_dir}: {bundle.CALIBRATION_FILE} names the agents "
+                             f"{list(calibration.agent_names)}, {bundle.AGENTS_FILE} {names}")
+  return calibration
+
+
+def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Calibration,
+                   alloc_E: list[int]) -> str:
+  """The budget's operating point, its held-out fee or share, and what these questions realise."""
+  budget, names = point.budget, calibration.agent_names
+  alloc_E = np.asarray(alloc_E, np.int64)
+  if budget.kind == "fee":
+    knob, held, here = (f"lambda {point.knob:.4g}", point.fee,
+                        float(calibration.fees_E(alloc_E).mean()))
+    unit = "mean fee per question in the report's fee units, the router's own included"
+  else:
+    k = names.index(budget.agent)
+    knob, held, here = (f"delta {point.knob:.4g} on {budget.agent}", float(point.shares_J[k]),
+                        float(np.mean(alloc_E == k)))
+    unit = f"share of {budget.agent}"
+  se = "" if point.standard_error is None else f" ± {point.standard_error:.4f}"
+  source = calibration.source or f"{point.num_questions} calibration questions"
+  return (f"budget {budget.spec} ({unit}): {knob}; held out {held:.4f}{se} ({source}); "
+          f"here {here:.4f} on {len(alloc_E)} questions")
+
+
 def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
-                   batch_size: int = 64) -> dict[str, str]:
+                   batch_size: int = 64,
+                   budget: budget_lib.OperatingPoint | None = None) -> dict[str, str]:
   """{question id: agent name} for `examples`, using only the export directory.
 
+  With `budget`, its offsets move the rejector's choice (`defer.budget`).
   Raises loader.ExportError for a damaged export, or one whose tokenizer is not
   the one the router was exported with.
   """
@@ -74,24 +125,26 @@ def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
                              "exported with (fingerprints differ)")
   inputs = rejector_inputs(examples, tokenizer, router.max_seq_len,
                            max_query_len=router.meta["max_query_len"])
-  agent_E = route_inputs(router, inputs, batch_size)
+  logits_ExJ = router_logits(router, inputs, batch_size)
+  offset_J = np.zeros(len(router.agent_names)) if budget is None else budget.offset_J
+  agent_E = budget_lib.route(logits_ExJ, offset_J)  # with no budget, the router's own argmax
   return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
 
 
-def route_inputs(router: Router, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
-  """The chosen agent per row of `inputs`, `int32[E]`.
+def router_logits(router: Router, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+  """The router's logits for every row of `inputs`, `float32[E, J]`.
 
   Every call has `batch_size` rows (the last batch is padded with copies of its
   first row), so the router compiles once whatever the number of questions.
   """
   num_rows = len(inputs["input_ids"])
-  agents = [np.zeros(0, np.int32)]
+  logits = [np.zeros((0, len(router.agent_names)), np.float32)]
   for lo in range(0, num_rows, batch_size):
     rows = np.arange(lo, min(lo + batch_size, num_rows))
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-    _, agent_B = router(**{name: array[padded] for name, array in inputs.items()})
-    agents.append(agent_B[:len(rows)])
-  return np.concatenate(agents)
+    logits_BxJ, _ = router(**{name: array[padded] for name, array in inputs.items()})
+    logits.append(logits_BxJ[:len(rows)])
+  return np.concatenate(logits)
 
 
 def share_table(chosen: list[str], names: list[str], meta: bundle.AgentsMeta) -> str:
