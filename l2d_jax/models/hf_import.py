@@ -26,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from l2d_jax.errors import UserError
+from l2d_jax.export import loader as export_loader
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.encoder import Encoder, dense
 from l2d_jax.models.heads import SequenceClassifier, SpanModel
@@ -283,11 +284,17 @@ def load_pretrained(model_dir: str | pathlib.Path, *, task: Task = "span",
     dtype: compute dtype override ("float32" or "bfloat16").
     seed: initializes heads the checkpoint lacks, and seeds dropout.
   Raises:
-    CheckpointError: unsupported architecture, missing tensors or wrong shapes.
+    CheckpointError: unsupported architecture, missing tensors or wrong shapes; for
+      one of our rejector exports, a file that fails its export manifest.
   """
   model_dir = pathlib.Path(model_dir)
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+  if (model_dir / export_loader.MANIFEST_FILE).is_file():  # an export: check it before reading
+    try:
+      export_loader.verify_export(model_dir, required=("model.safetensors", "config.json"))
+    except export_loader.ExportError as e:
+      raise CheckpointError(str(e)) from None
   hf_config = read_hf_config(model_dir)
   try:
     full_config = EncoderConfig.from_hf_config(hf_config, **({"dtype": dtype} if dtype else {}))
