@@ -112,17 +112,18 @@ def _load(entry: pathlib.Path, header: dict) -> features_lib.Features:
   try:
     manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
   except (OSError, ValueError) as error:
-    raise _UnusableEntry(f"manifest unreadable: {error}") from None
+    raise _UnusableEntry(f"{MANIFEST} unreadable: {error}") from None
   if not isinstance(manifest, dict):
-    raise _UnusableEntry("manifest is not a JSON object")
+    raise _UnusableEntry(f"{MANIFEST} is not a JSON object")
   for field, expected in header.items():
     if manifest.get(field) != expected:
-      raise _UnusableEntry(f"manifest {field} is {manifest.get(field)!r}, expected {expected!r}")
+      raise _UnusableEntry(f"{MANIFEST}: {field} is {manifest.get(field)!r}, expected "
+                           f"{expected!r}")
   expected_files = {f"{name}.npy" for name in (*features_lib.Features.ARRAY_FIELDS, _EXAMPLE_IDS)}
   files = manifest.get("files")
   if (not isinstance(files, dict) or set(files) != expected_files or
       not all(isinstance(spec, dict) for spec in files.values())):
-    raise _UnusableEntry("manifest does not list the expected files")
+    raise _UnusableEntry(f"{MANIFEST} does not list the expected files")
   arrays = {name.removesuffix(".npy"): _load_array(entry / name, spec)
             for name, spec in files.items()}
   example_ids = arrays.pop(_EXAMPLE_IDS).tolist()
@@ -130,7 +131,7 @@ def _load(entry: pathlib.Path, header: dict) -> features_lib.Features:
                                    params=features_lib.FeatureParams(**header["params"]))
   if (features.num_examples, features.num_features) != (manifest.get("num_examples"),
                                                          manifest.get("num_features")):
-    raise _UnusableEntry("example or feature count differs from the manifest")
+    raise _UnusableEntry(f"example or feature count differs from {MANIFEST}")
   return features
 
 
@@ -141,9 +142,9 @@ def _load_array(path: pathlib.Path, spec: dict) -> np.ndarray:
   except OSError as error:
     raise _UnusableEntry(f"{path.name} unreadable: {error}") from None
   if hashlib.sha256(raw).hexdigest() != spec.get("sha256"):
-    raise _UnusableEntry(f"{path.name} does not match its sha256")
+    raise _UnusableEntry(f"{path.name} does not match the sha256 {MANIFEST} records")
   array = np.load(io.BytesIO(raw), allow_pickle=False)
   if list(array.shape) != spec.get("shape") or array.dtype.str != spec.get("dtype"):
     raise _UnusableEntry(f"{path.name} has shape {array.shape} and dtype {array.dtype.str}, "
-                         f"expected {spec.get('shape')} and {spec.get('dtype')}")
+                         f"{MANIFEST} records {spec.get('shape')} and {spec.get('dtype')}")
   return array
