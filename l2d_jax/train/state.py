@@ -4,8 +4,10 @@ NNX modules are split once into a static `graphdef`, their trainable `nnx.Param`
 state and the rest (RNG streams, non-trainable variables). The jitted step
 merges them back, so the compiled program is an ordinary function of arrays:
 parameters and optimizer state replicated, the batch sharded on `data`, the old
-state donated. Dropout randomness is reseeded from `(seed, step)` inside the
-step, so a resumed run draws exactly the masks an uninterrupted one would.
+state donated. Every RNG stream of the module (whatever it is named: a fresh
+model's are `default`, an imported checkpoint's `dropout`) is reseeded from
+`(seed, step)` inside the step, so each step draws new dropout masks and a
+resumed run draws exactly the masks an uninterrupted one would.
 """
 
 from collections.abc import Callable
@@ -29,6 +31,7 @@ class Trainable:
   def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh: Mesh,
                seed: int):
     self.graphdef, params, self.rest = nnx.split(model, nnx.Param, ...)
+    self.stream_tags = rng_stream_tags(model)
     self.tx = tx
     self.mesh = mesh
     self.seed = seed
@@ -54,12 +57,14 @@ class Trainable:
     loop can stop with the last good state intact.
     """
     graphdef, rest, tx, seed = self.graphdef, self.rest, self.tx, self.seed
+    tags = self.stream_tags
 
     def step(state, batch):
       def compute(params):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables in this trace
         model.train()
-        nnx.reseed(model, default=jax.random.fold_in(jax.random.key(seed), state["step"]))
+        nnx.reseed(model, **step_keys(tags, jax.random.fold_in(jax.random.key(seed),
+                                                               state["step"])))
         return loss_fn(model, batch)
 
       (loss, metrics), grads = jax.value_and_grad(compute, has_aux=True)(state["params"])
@@ -77,6 +82,22 @@ class Trainable:
     replicated = mesh_lib.replicated(self.mesh)
     return jax.jit(step, in_shardings=(replicated, mesh_lib.data_sharded(self.mesh)),
                    out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def rng_stream_tags(model: nnx.Module) -> tuple[str, ...]:
+  """The names of the module's RNG streams (dropout's), sorted."""
+  return tuple(sorted({node.key.tag for _, node in nnx.iter_graph(model)
+                       if isinstance(node, nnx.RngStream)}))
+
+
+def step_keys(tags: tuple[str, ...], step_key: jax.Array) -> dict[str, jax.Array]:
+  """A key per stream for one step: `default` takes the step's key, any other its own fold.
+
+  Reseeding only `default` left the streams of imported checkpoints (named
+  `dropout`) at their initial key, so every step drew the same masks.
+  """
+  return {tag: step_key if tag == "default" else jax.random.fold_in(step_key, rank + 1)
+          for rank, tag in enumerate(tags)}
 
 
 def count_params(tree: Any) -> int:
