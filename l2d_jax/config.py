@@ -19,12 +19,8 @@ import sys
 import types
 import typing
 
-from l2d_jax.errors import UserError
+from l2d_jax.errors import ConfigError
 from l2d_jax.train.optim import OptimConfig
-
-
-class ConfigError(UserError, ValueError):
-  """An experiment that cannot be found or loaded, or a `--set` key or value that does not fit."""
 
 
 @dataclasses.dataclass

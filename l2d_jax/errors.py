@@ -15,6 +15,10 @@ class UserError(Exception):
   """Input, configuration or an artifact on disk that the user has to fix; not a bug."""
 
 
+class ConfigError(UserError, ValueError):
+  """An experiment that cannot be found or loaded, or a config key or value that does not fit."""
+
+
 class MissingExtraError(UserError, ImportError):
   """An optional dependency that the chosen feature needs is not installed.
 

@@ -304,6 +304,17 @@ def test_bad_set_overrides_are_one_line(tiny_config, tmp_path, capsys, assignmen
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("assignment, named", [
+    ("agents.1.kind=robot", "agent 'ann1': unknown kind 'robot'"),
+    ("agents.1.fee=cheap", "agent 'ann1': fee must be one of ('flops', 'latency') or a number, "
+                           "got 'cheap'"),
+])
+def test_bad_agent_settings_are_one_line(tiny_config, tmp_path, capsys, assignment, named):
+  result = _cli(capsys, "precompute", "--config", tiny_config, "--workdir", tmp_path / "w",
+                "--set", assignment)
+  _assert_one_line_error(result, "precompute", named)
+
+
 def test_data_errors_and_missing_checkpoints_in_experiment_commands(tiny_config, tmp_path,
                                                                      capsys):
   bad = tmp_path / "bad.json"

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 
 import jax
 
+from l2d_jax.errors import ConfigError
+
 MEASURED = ("flops", "latency")
 
 
@@ -68,7 +70,7 @@ def pool_fees(specs: Mapping[str, str | float], flops_per_question: Mapping[str,
 
   `flops_per_question` and `latency_s` hold the model agents' measurements (other
   agents are absent from them); the largest value of each is the reference.
-  Raises ValueError naming the agent whose fee cannot be computed.
+  Raises ConfigError (a ValueError) naming the agent whose fee cannot be computed.
   """
   latency_s = latency_s or {}
   reference_flops = max(flops_per_question.values(), default=None)
@@ -80,7 +82,7 @@ def pool_fees(specs: Mapping[str, str | float], flops_per_question: Mapping[str,
                              reference_flops=reference_flops,
                              reference_latency_s=reference_latency_s)
     except ValueError as e:
-      raise ValueError(f"agent {agent!r}: {e}") from e
+      raise ConfigError(f"agent {agent!r}: {e}") from e
   return fees
 
 

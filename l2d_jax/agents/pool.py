@@ -110,8 +110,8 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
         external.human_agent(store_dir, agent.name, examples, annotator=agent.annotator,
                              version=splits.version, fingerprints=store_lib.Fingerprints(data_fp))
     else:
-      raise ValueError(f"agent {agent.name!r}: unknown kind {agent.kind!r} "
-                       "(model, predictions, human)")
+      raise config_lib.ConfigError(f"agent {agent.name!r}: unknown kind {agent.kind!r} "
+                                   "(model, predictions, human)")
   fees = fees_lib.pool_fees(specs, flops)
   names = [a.name for a in config.agents]
   return Pool(names, np.array([fees[n] for n in names], np.float32),
