@@ -181,6 +181,43 @@ def test_half_written_or_foreign_export_directories(export, tmp_path, capsys):
   assert not out.exists()
 
 
+_STANDALONE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    good, damaged = sys.argv[1:]
+    sys.path.insert(0, good)
+    from load_router import ExportError, Router, verify_export
+    router = Router(good)
+    ids = np.zeros((2, router.max_seq_len), np.int32)
+    logits, agent = router(input_ids=ids, attention_mask=ids + 1, token_type_ids=ids)
+    assert logits.shape == (2, 3) and np.isfinite(logits).all()
+    for check in (Router, verify_export):
+      try:
+        check(damaged)
+        raise SystemExit("a damaged export was used")
+      except ExportError as err:
+        print(err)
+    assert not any(m.split(".")[0] in ("l2d_jax", "flax") for m in sys.modules)
+""")
+
+
+def test_the_shipped_loader_refuses_a_damaged_export_without_l2d_jax(export, tmp_path):
+  damaged_dir = tmp_path / "export"
+  shutil.copytree(export["good"], damaged_dir)
+  blob = damaged_dir / loader.ROUTER_FILE
+  raw = bytearray(blob.read_bytes())
+  raw[len(raw) // 3] ^= 0x04
+  blob.write_bytes(bytes(raw))
+  # -I: no PYTHONPATH, user site or current directory on sys.path; -B: no __pycache__.
+  result = subprocess.run([sys.executable, "-I", "-B", "-c", _STANDALONE, str(export["good"]),
+                           str(damaged_dir)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.splitlines() == [
+      f"{blob}: SHA-256 differs from the one export_manifest.json records (damaged or "
+      f"replaced)"] * 2
+
+
 def test_loading_a_damaged_export_as_a_checkpoint_names_the_file(export, tmp_path):
   hf_import.load_pretrained(export["good"], task="classify")  # intact: loads
   damaged_dir = tmp_path / "export"
