@@ -52,6 +52,9 @@ class FinetuneConfig:
   optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(learning_rate=5e-5))
   seed: int = 0
   compute_dtype: str = "float32"  # float32 | bfloat16
+  # Attention-probability dropout; None keeps the checkpoint's (BERT: 0.1). With 0 a GPU
+  # trains on fused attention (cuDNN, bf16), which cannot drop probabilities.
+  attention_dropout: float | None = None
 
 
 @dataclasses.dataclass

@@ -68,16 +68,18 @@ def evaluation_questions(config: config_lib.ExperimentConfig, splits: Splits
 
 def build_expert(agent: config_lib.AgentConfig, vocab_size: int) -> tuple[SpanModel, EncoderConfig]:
   """The agent's span model before fine-tuning: from scratch or a (truncated) checkpoint."""
-  dtype = agent.finetune.compute_dtype
+  dtype, attention_dropout = agent.finetune.compute_dtype, agent.finetune.attention_dropout
   if agent.model == "scratch":
     config = EncoderConfig(family="bert", vocab_size=vocab_size, hidden_size=agent.scratch_hidden,
                            num_layers=agent.num_layers, num_heads=agent.scratch_heads,
                            intermediate_size=agent.scratch_intermediate,
                            max_position_embeddings=max(512, agent.finetune.max_seq_len),
-                           dtype=dtype)
+                           dtype=dtype, **({} if attention_dropout is None
+                                           else {"attention_dropout": attention_dropout}))
     return SpanModel(config, rngs=nnx.Rngs(agent.finetune.seed)), config
   loaded = hf_import.load_pretrained(resolve_model_dir(agent.model), task="span",
                                      num_layers=agent.num_layers or None, dtype=dtype,
+                                     attention_dropout=attention_dropout,
                                      seed=agent.finetune.seed)
   return loaded.model, loaded.config
 

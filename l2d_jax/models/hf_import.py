@@ -273,7 +273,8 @@ def _init_fresh_heads(model: nnx.Module, fresh: list[TensorMap], config: Encoder
 
 def load_pretrained(model_dir: str | pathlib.Path, *, task: Task = "span",
                     num_layers: int | None = None, num_labels: int | None = None,
-                    dtype: str | None = None, seed: int = 0) -> Loaded:
+                    dtype: str | None = None, attention_dropout: float | None = None,
+                    seed: int = 0) -> Loaded:
   """A Hugging Face model directory as our `task` module with its weights.
 
   Args:
@@ -282,6 +283,8 @@ def load_pretrained(model_dir: str | pathlib.Path, *, task: Task = "span",
     num_layers: keep only the first k layers (a cheaper expert from the same checkpoint).
     num_labels: classifier width; read from the checkpoint's classifier when it has one.
     dtype: compute dtype override ("float32" or "bfloat16").
+    attention_dropout: attention-probability dropout override (0 lets GPUs train on
+      fused attention, `models.attention`); None keeps the checkpoint's.
     seed: initializes heads the checkpoint lacks, and seeds dropout.
   Raises:
     CheckpointError: unsupported architecture, missing tensors or wrong shapes; for
@@ -297,7 +300,9 @@ def load_pretrained(model_dir: str | pathlib.Path, *, task: Task = "span",
       raise CheckpointError(str(e)) from None
   hf_config = read_hf_config(model_dir)
   try:
-    full_config = EncoderConfig.from_hf_config(hf_config, **({"dtype": dtype} if dtype else {}))
+    overrides = {"dtype": dtype, "attention_dropout": attention_dropout}
+    full_config = EncoderConfig.from_hf_config(
+        hf_config, **{k: v for k, v in overrides.items() if v is not None})
   except ValueError as e:
     raise CheckpointError(f"{model_dir / 'config.json'}: {e}") from e
   config = full_config.truncated(num_layers) if num_layers else full_config
