@@ -59,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def one_line(err: BaseException) -> str:
-  """The error's message on one line (a multi-line message has its lines joined by '; ')."""
+  """The error's message on one line (a multi-line message has its lines joined by '; ').
+
+  An OSError from the system reads `FILE: reason` rather than `[Errno N] reason: 'FILE'`.
+  """
+  if isinstance(err, OSError) and err.filename is not None and err.strerror:
+    return f"{err.filename}: {err.strerror}"
   lines = [line.strip() for line in str(err).splitlines() if line.strip()]
   return "; ".join(lines) or type(err).__name__
 
