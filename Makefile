@@ -13,8 +13,7 @@
 PYTHON ?= python3
 # A Python 3.12: python3.12 on PATH, else pyenv's newest 3.12.
 PYTHON312 ?= $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null || \
-  PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1) \
-  pyenv which python3.12 2>/dev/null)
+  ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -1)
 VENV ?= .venv
 CONSTRAINTS ?= constraints/lower-bounds.txt
 # The PyTorch parity reference, installed by exact version from the local CPU wheel so
