@@ -12,8 +12,9 @@ Two checks on the expert_train articles of ../shared/data/squad:
    `get_linear_schedule_with_warmup` and `clip_grad_norm_`, from the same
    initial weights (our fresh `qa_outputs` copied into torch) on the same
    batches in the same order. The per-step losses should agree to float
-   tolerance. `--hf-loss` trains the torch side with the model's own loss
-   (its softmax includes padding positions; ours excludes them).
+   tolerance. The torch side is tests/reference/torch_finetune.py; `--hf-loss`
+   trains it with the model's own loss (its softmax includes padding
+   positions; ours excludes them).
 
     python benchmarks/finetune_parity.py --layers 3 --steps 40 --batch-size 16 --max-seq-len 256
 """
@@ -21,12 +22,16 @@ Two checks on the expert_train articles of ../shared/data/squad:
 import argparse
 import json
 import pathlib
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "squad"
+sys.path.insert(0, str(ROOT / "tests"))
+from reference import torch_finetune  # noqa: E402  (the PyTorch side the tests check against)
 
 
 def run_qa_labels(examples, tokenizer, max_seq_len: int, doc_stride: int):
@@ -83,15 +88,16 @@ def compare_labels(examples, tokenizer, features, max_seq_len: int, doc_stride: 
 
 def disable_dropout(model) -> None:
   """Sets every dropout rate of our module to 0 (before it is split for training)."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
   from l2d_jax.models.dropout import Dropout  # pylint: disable=import-outside-toplevel
-  for _, module in model.iter_modules():
+  for _, module in nnx.iter_modules(model):
     if isinstance(module, Dropout):
       module.rate = 0.0
 
 
 def torch_losses(model_dir, layers: int, qa_kernel_Hx2, qa_bias_2, features, rows, steps: int,
-                 total_steps: int, optim, hf_loss: bool) -> list[float]:
-  """Per-step training losses of BertForQuestionAnswering on the same batches, in torch."""
+                 optim, hf_loss: bool) -> list[float]:
+  """Per-step losses of BertForQuestionAnswering (our initial head) on the same batches, in torch."""
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
   from l2d_jax.train.finetune import feature_batch  # pylint: disable=import-outside-toplevel
@@ -101,43 +107,9 @@ def torch_losses(model_dir, layers: int, qa_kernel_Hx2, qa_bias_2, features, row
   with torch.no_grad():
     model.qa_outputs.weight.copy_(torch.from_numpy(np.asarray(qa_kernel_Hx2).T.copy()))
     model.qa_outputs.bias.copy_(torch.from_numpy(np.asarray(qa_bias_2).copy()))
-  model.train()
-  decay = [p for p in model.parameters() if p.ndim > 1]
-  no_decay = [p for p in model.parameters() if p.ndim <= 1]
-  optimizer = torch.optim.AdamW(
-      [{"params": decay, "weight_decay": optim.weight_decay},
-       {"params": no_decay, "weight_decay": 0.0}],
-      lr=optim.learning_rate, betas=(optim.b1, optim.b2), eps=optim.eps)
-  schedule = transformers.get_linear_schedule_with_warmup(
-      optimizer, int(optim.warmup_fraction * total_steps), total_steps)
-  losses = []
-  for step in range(steps):
-    batch = {k: torch.from_numpy(np.asarray(v)) for k, v in feature_batch(features, rows(step)).items()}
-    out = model(input_ids=batch["input_ids_FxL"].long(),
-                attention_mask=batch["attention_mask_FxL"].long(),
-                token_type_ids=batch["token_type_ids_FxL"].long(),
-                start_positions=batch["start_positions_F"].long(),
-                end_positions=batch["end_positions_F"].long())
-    if hf_loss:
-      loss = out.loss
-    else:
-      valid = batch["attention_mask_FxL"] > 0
-      weight = batch["weight"]
-
-      def nll(logits, gold):
-        log_p = torch.log_softmax(torch.where(valid, logits, torch.tensor(-1e9)), dim=-1)
-        return -log_p.gather(1, gold.long()[:, None])[:, 0]
-
-      loss_b = 0.5 * (nll(out.start_logits, batch["start_positions_F"]) +
-                      nll(out.end_logits, batch["end_positions_F"]))
-      loss = (loss_b * weight).sum() / weight.sum().clamp(min=1.0)
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip_norm)
-    optimizer.step()
-    schedule.step()
-    losses.append(float(loss.detach()))
-  return losses
+  return torch_finetune.train_steps(
+      torch, model, (feature_batch(features, rows(step)) for step in range(steps)), optim,
+      total_steps=steps, hf_loss=hf_loss)
 
 
 def main() -> None:
@@ -196,7 +168,7 @@ def main() -> None:
     begin = time.perf_counter()
     theirs = torch_losses(model_dir, args.layers, qa_kernel, qa_bias, subset,
                           loop.epoch_batches(subset.num_features, args.batch_size, settings.seed),
-                          steps, steps, optim, args.hf_loss)
+                          steps, optim, args.hf_loss)
     torch_s = time.perf_counter() - begin
   diff = np.abs(np.asarray(ours) - np.asarray(theirs))
   report["training"] = {"steps": steps, "windows": int(subset.num_features),

@@ -1,7 +1,8 @@
 """Expert fine-tuning: step-by-step parity with PyTorch's BertForQuestionAnswering, fresh dropout.
 
-The real-size check (all-MiniLM-L6-v2, SQuAD windows) is
-`benchmarks/finetune_parity.py`; these use a tiny BERT and random windows.
+The PyTorch side is tests/reference/torch_finetune.py. The real-size check
+(all-MiniLM-L6-v2, SQuAD windows) is `benchmarks/finetune_parity.py`; these use
+a tiny BERT and random windows.
 """
 
 import json
@@ -19,6 +20,7 @@ from l2d_jax.models.dropout import Dropout
 from l2d_jax.models.heads import SpanModel
 from l2d_jax.train import finetune, loop
 from l2d_jax.train.optim import OptimConfig
+from reference import torch_finetune
 
 LENGTH = 12
 TINY = EncoderConfig(family="bert", vocab_size=50, hidden_size=16, num_layers=2, num_heads=2,
@@ -61,45 +63,6 @@ def _losses(workdir) -> list[float]:
   return [row["loss"] for row in rows if row["split"] == "train"]
 
 
-def _torch_losses(torch, checkpoint, model, features, settings, steps) -> list[float]:
-  """The same steps with torch.optim.AdamW, HF's linear warmup schedule and clip_grad_norm_."""
-  reference = transformers.BertForQuestionAnswering.from_pretrained(
-      checkpoint, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
-  with torch.no_grad():
-    for name, value in hf_import.to_hf_state_dict(model).items():
-      reference.state_dict()[name].copy_(torch.from_numpy(np.array(value)))
-  optim = settings.optim
-  decay = [p for p in reference.parameters() if p.ndim > 1]
-  rest = [p for p in reference.parameters() if p.ndim <= 1]
-  optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
-                                 {"params": rest, "weight_decay": 0.0}],
-                                lr=optim.learning_rate, eps=optim.eps)
-  schedule = transformers.get_linear_schedule_with_warmup(
-      optimizer, int(optim.warmup_fraction * steps), steps)
-  rows = loop.epoch_batches(features.num_features, settings.batch_size, settings.seed)
-  losses = []
-  for step in range(steps):
-    batch = {k: torch.from_numpy(v) for k, v in finetune.feature_batch(features, rows(step)).items()}
-    start, end = reference(input_ids=batch["input_ids_FxL"].long(),
-                           attention_mask=batch["attention_mask_FxL"].long(),
-                           token_type_ids=batch["token_type_ids_FxL"].long(), return_dict=False)
-    valid = batch["attention_mask_FxL"] > 0
-
-    def nll(logits, gold):
-      log_p = torch.log_softmax(torch.where(valid, logits, torch.tensor(-1e9)), dim=-1)
-      return -log_p.gather(1, gold.long()[:, None])[:, 0]
-
-    loss_B = 0.5 * (nll(start, batch["start_positions_F"]) + nll(end, batch["end_positions_F"]))
-    loss = (loss_B * batch["weight"]).sum() / batch["weight"].sum()
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(reference.parameters(), optim.clip_norm)
-    optimizer.step()
-    schedule.step()
-    losses.append(float(loss.detach()))
-  return losses
-
-
 def test_training_matches_pytorch_step_by_step(checkpoint, tmp_path):
   """Same weights, batches, AdamW (decay on matrices), warmup + linear decay and clipping:
   the losses of 10 steps (a padded last batch included) agree with torch's to float precision."""
@@ -112,7 +75,15 @@ def test_training_matches_pytorch_step_by_step(checkpoint, tmp_path):
   settings = finetune.FinetuneSettings(
       epochs=1.0, batch_size=8, progress=False,
       optim=OptimConfig(learning_rate=3e-3, warmup_fraction=0.2, clip_norm=0.5))
-  expected = _torch_losses(torch, checkpoint, model, features, settings, steps=10)
+  reference = transformers.BertForQuestionAnswering.from_pretrained(
+      checkpoint, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  with torch.no_grad():
+    for name, value in hf_import.to_hf_state_dict(model).items():
+      reference.state_dict()[name].copy_(torch.from_numpy(np.array(value)))
+  rows = loop.epoch_batches(features.num_features, settings.batch_size, settings.seed)
+  expected = torch_finetune.train_steps(
+      torch, reference, (finetune.feature_batch(features, rows(step)) for step in range(10)),
+      settings.optim, total_steps=10)
   finetune.finetune(model, features, settings, workdir=tmp_path)
   got = _losses(tmp_path)
   assert len(got) == 10
