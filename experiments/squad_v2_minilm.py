@@ -1,13 +1,13 @@
-"""SQuAD v2.0 (16 dev articles with answers), fully offline: MiniLM truncated to 1, 2, 3, 6 layers.
+"""SQuAD v2.0 (16 dev articles with answers), fully offline: MiniLM truncated to 3, 4 and 6 layers.
 
 Same protocol as squad_v1_minilm on ../shared/data/squad/dev-v2.0-half.json and
 its splits; each expert's no-answer threshold is tuned on expert_train. No
-human agent, so costs keep beta scale 0.1 (the experts' fees span 0.17 to 1).
+human agent, so costs keep beta scale 0.1 (the experts' fees span 0.5 to 1).
 
 Each expert continues squad_v1_minilm's expert of its size (`init_from`), so run
-that experiment first, from the same directory. Its v2 fine-tuning alone is too
-short to learn spans: one epoch on 3,055 questions, half of them unanswerable,
-left every expert abstaining on every question. The v1 experts never saw an
+that experiment first, from the same directory. Fine-tuning on v2 alone was too
+short to learn spans: one epoch (the former recipe) on 3,055 questions, half of
+them unanswerable, left every expert abstaining on every question. The v1 experts never saw an
 article of v2's rejector_train or test splits: every one of those articles is
 in v1's rejector_train or test split (`splits.json` assigns articles by their
 position in each file, and the v2 file's articles come from the v1 file).

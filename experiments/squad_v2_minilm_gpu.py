@@ -1,7 +1,7 @@
 """squad_v2_minilm at the setting meant for a GPU: experts continue squad_v1_minilm_gpu's.
 
 Each expert starts from its size's expert of squad_v1_minilm_gpu (run that
-first, from the same directory) and is fine-tuned 2 epochs at 384 tokens on
+first, from the same directory) and is fine-tuned 3 epochs at 384 tokens on
 v2's expert_train; everything else is squad_v2_minilm's.
 
   l2d-jax run --config squad_v2_minilm_gpu
@@ -20,7 +20,7 @@ V1_EXPERTS = "runs/squad_v1_minilm_gpu/experts"
 def get_config() -> C.ExperimentConfig:
   config = v2.get_config()
   agents = tuple(
-      dataclasses.replace(v1.minilm_expert(a.num_layers, max_seq_len=384, epochs=2.0),
+      dataclasses.replace(v1.minilm_expert(a.num_layers, **v1.GPU_RECIPE),
                           init_from=f"{V1_EXPERTS}/{a.name}/checkpoints")
       for a in config.agents)
   return dataclasses.replace(config, name="squad_v2_minilm_gpu",
