@@ -63,10 +63,9 @@ def _losses(workdir) -> list[float]:
   return [row["loss"] for row in rows if row["split"] == "train"]
 
 
-def test_training_matches_pytorch_step_by_step(checkpoint, tmp_path):
+def test_training_matches_pytorch_step_by_step(checkpoint, tmp_path, torch):
   """Same weights, batches, AdamW (decay on matrices), warmup + linear decay and clipping:
   the losses of 10 steps (a padded last batch included) agree with torch's to float precision."""
-  torch = pytest.importorskip("torch")
   model = hf_import.load_pretrained(checkpoint, task="span").model
   for _, module in nnx.iter_modules(model):
     if isinstance(module, Dropout):
