@@ -1,4 +1,4 @@
-"""Training metrics: JSONL, TensorBoard event files (tensorboardX, no TensorFlow), progress.
+"""Training metrics: JSONL, optional TensorBoard event files (tensorboardX), progress lines.
 
 Metrics arrive as device scalars. Converting them to Python floats right away
 would block the host on every step, so `MetricsLogger` keeps the latest step's
