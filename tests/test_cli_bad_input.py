@@ -9,6 +9,7 @@ byte: none of them is used, and every error names the damaged file.
 
 import json
 import logging
+import os
 import pathlib
 import shutil
 import subprocess
@@ -125,8 +126,12 @@ def test_route_without_torch_prints_no_library_banner(tmp_path):
   (`route` imports transformers first thing; an absent export then ends it quickly.)
   """
   argv = ["route", "--export", tmp_path / "absent", "--data", tmp_path / "questions.json"]
+  # Without the settings an earlier `cli.main` in this process left in the environment.
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRANSFORMERS_VERBOSITY")}
   quiet, verbose = (subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, *map(str, argv), *extra],
-                                   capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                                   capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                                   env=env)
                     for extra in ([], ["--verbose"]))
   _assert_one_line_error((quiet.returncode, "", quiet.stderr), "route", "No such file")
   assert verbose.returncode == 2 and "PyTorch was not found" in verbose.stderr
