@@ -5,7 +5,7 @@ encoder at `max_seq_len=384` with a (J+1)-way head, trained with the comp-sum
 surrogate (u = 1) and AdamW, must train at least 1.2x as many examples per
 second on the CPU as `transformers.BertForSequenceClassification` of the same
 size with the same surrogate written in torch and `torch.optim.AdamW` (torch's
-default threads). Ours is the library's step: `build_rejector("scratch")` and
+default threads). Ours is the library's step: `text_rejector("scratch")` and
 `Trainable.make_step(rejector_loss(...))`, jitted over a mesh of all local
 devices with the state donated. Both see the same random full-length batches
 and random costs, both train with dropout 0.1 (train mode), both clip the
@@ -34,7 +34,8 @@ from l2d_jax.defer import surrogate
 from l2d_jax.models import flops as flops_lib
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.optim import OptimConfig, learning_rate_schedule, make_optimizer
-from l2d_jax.train.rejector import CostSpec, build_rejector, rejector_loss
+from l2d_jax.rejector.text import text_rejector
+from l2d_jax.train.rejector import CostSpec, rejector_loss
 from l2d_jax.train.state import Trainable
 
 _RATIO_TARGET = 1.2
@@ -169,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                            args.num_agents, args.seed)
 
   dtype = "bfloat16" if args.bf16 else "float32"
-  model = build_rejector("scratch", args.num_agents, vocab_size=args.vocab_size,
-                         num_layers=args.num_layers, hidden_size=args.hidden_size,
-                         num_heads=args.num_heads, intermediate_size=args.intermediate_size,
-                         max_seq_len=args.max_seq_len, compute_dtype=dtype, seed=args.seed)
-  config = model.config
+  model = text_rejector("scratch", args.num_agents, vocab_size=args.vocab_size,
+                        num_layers=args.num_layers, hidden_size=args.hidden_size,
+                        num_heads=args.num_heads, intermediate_size=args.intermediate_size,
+                        max_seq_len=args.max_seq_len, compute_dtype=dtype, seed=args.seed)
+  config = model.sources[0].config
   mesh = mesh_lib.make_mesh()
   trainable = Trainable(model, make_optimizer(optim, total_steps), mesh, args.seed)
   train_step = trainable.make_step(rejector_loss(spec, u=1.0))

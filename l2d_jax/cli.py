@@ -37,6 +37,8 @@ _COMMANDS = {
               "Score SQuAD predictions (official v1.1/v2.0 semantics) or human performance."),
     "route": ("l2d_jax.export.route",
               "Assign each question of a SQuAD file to an agent, using only an export directory."),
+    "agent-features": ("l2d_jax.export.features_cli",
+                       "Write the agent features an exported router reads, for a SQuAD file."),
 }
 ERROR_STATUS = 2
 

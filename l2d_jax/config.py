@@ -88,6 +88,12 @@ class RejectorConfig:
   max_seq_len: int = 384
   tokenizer: str = ""             # default: the backbone's (scratch: the first agent's)
   frozen_encoder: bool = False    # True: pool features once, train only the head
+  # The feature sources it reads (`l2d_jax.rejector.sources`): "text" (the question and
+  # the start of its context, through the encoder above) and/or "agents" (the span
+  # statistics and pooled hidden state of `feature_agents`, each then paid on every question).
+  inputs: tuple[str, ...] = ("text",)
+  feature_agents: tuple[str, ...] = ()  # model agents whose features it reads; (): agent 0
+  agent_hidden: int = 64          # width of the "agents" source's GELU layer
 
 
 @dataclasses.dataclass
@@ -199,6 +205,9 @@ def _set(node, path: list[str], raw: str, full_key: str):
 def _parse(raw: str, annotation, full_key: str):
   if annotation is str:
     return raw
+  if (typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str
+      and raw[:1] not in "([\"'"):  # text,agents: a tuple of bare words
+    return tuple(word.strip() for word in raw.split(",") if word.strip())
   try:
     value = ast.literal_eval(raw)
   except (ValueError, SyntaxError) as e:

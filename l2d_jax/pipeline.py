@@ -1,8 +1,9 @@
 """An experiment end to end: data, agents, rejector, evaluation, export.
 
     splits (data.sources) -> agent pool (agents.pool: fine-tune, precompute)
-      -> rejector (train.rejector, on rejector_train; validation carved from it)
-      -> accuracy-cost curve (heads over the trained rejector's pooled features,
+      -> rejector (rejector.sources: the configured feature sources under one head;
+         train.rejector, on rejector_train; validation carved from it)
+      -> accuracy-cost curve (heads over the trained rejector's features,
          one per beta scale, trained together by train.sweep)
       -> report (evaluate) on test -> export (export.*)
 
@@ -24,6 +25,7 @@ from l2d_jax.agents.pool import Pool, agent_tokenizer, prepare_pool
 from l2d_jax.data.sources import Splits, load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.models.hub import resolve_model_dir
+from l2d_jax.rejector import sources
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
@@ -36,10 +38,11 @@ VALIDATION_SHARE = 0.1
 class RejectorStage:
   """The trained rejector, the data it was trained and is evaluated on, and its features.
 
-  `pooled_train_ExH` and `pooled_test_ExH` are the trained encoder's pooled [CLS]
-  states of every rejector_train and test question, computed once: the beta
-  curve trains its heads on them and the report applies the rejector's own head
-  to the test ones, instead of running the encoder again for each.
+  `pooled_train_ExH` and `pooled_test_ExH` are the trained rejector's features
+  (its sources' vectors side by side: the encoder's pooled [CLS] state, the
+  agent-feature layer) of every rejector_train and test question, computed
+  once: the beta curve trains its heads on them and the report applies the
+  rejector's own head to the test ones, instead of running the sources again.
   """
   model: object
   tokenizer: object
@@ -71,12 +74,25 @@ def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
                                tuple(float(scale * f) for f in pool.fees_J))
 
 
-def rejector_data(pool: Pool, tokenizer, max_seq_len: int) -> rejector_lib.RejectorData:
-  """Every evaluation question as rejector input, with all agents' stored scores."""
+def rejector_data(pool: Pool, inputs: dict[str, np.ndarray]) -> rejector_lib.RejectorData:
+  """Every evaluation question with its rejector `inputs` and all agents' stored scores."""
   store = pool.store()
   scores = {name: store.example_table(f"{name}_E") for name in rejector_lib.STORE_FIELDS}
-  inputs = rejector_lib.rejector_inputs(pool.examples, tokenizer, max_seq_len)
   return rejector_lib.RejectorData(inputs, scores, [e.id for e in pool.examples])
+
+
+def build_rejector(config: config_lib.ExperimentConfig, pool: Pool, tokenizer
+                   ) -> tuple[object, rejector_lib.RejectorData]:
+  """The configured rejector before training and every evaluation question's data for it.
+
+  Sources that fit statistics (the agent features' standardisation) fit them
+  on the rejector's training rows, rejector_train without its validation.
+  """
+  context = sources.SourceContext(config, pool, tokenizer)
+  data = rejector_data(pool, sources.rejector_inputs(context))
+  train_rows, _ = validation_rows(pool)
+  model = sources.build_rejector(context, {k: v[train_rows] for k, v in data.inputs.items()})
+  return model, data
 
 
 def validation_rows(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -93,21 +109,17 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
                          workdir: pathlib.Path, mesh) -> RejectorStage:
   r, t = config.rejector, config.train
   tokenizer = rejector_tokenizer(config, splits)
-  data = rejector_data(pool, tokenizer, r.max_seq_len)
+  model, data = build_rejector(config, pool, tokenizer)
   spec = cost_spec(config, pool)
   if not all(np.isfinite(spec.costs(data.scores)).all(axis=0)):
     raise ValueError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
                      "(span_nll needs logits: predictions-file and human agents have none)")
   train_rows, val_rows = validation_rows(pool)
   test = data.select(np.arange(pool.num_rejector_train, len(pool.examples)))
-  model = rejector_lib.build_rejector(
-      r.backbone, len(pool.names), vocab_size=len(tokenizer), num_layers=r.num_layers,
-      hidden_size=r.hidden_size, num_heads=r.num_heads, intermediate_size=r.intermediate_size,
-      max_seq_len=r.max_seq_len, compute_dtype=t.compute_dtype, seed=t.seed)
   train = data.select(train_rows)
-  if r.frozen_encoder:  # the encoder is final already: its features serve training and the report
+  if r.frozen_encoder:  # the sources are final already: their features serve training and report
     pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
-                                           desc="frozen encoder: rejector features")
+                                           desc="frozen sources: rejector features")
     metrics = _train_frozen(model, pooled_ExH[train_rows], train, pool, spec, config)
   else:
     settings = rejector_lib.RejectorSettings(
@@ -127,7 +139,7 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
 
 def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorData, pool: Pool,
                   spec, config) -> dict:
-  """Frozen-encoder mode: only the linear head is trained, on `train`'s pooled features."""
+  """Frozen-encoder mode: only the linear head is trained, on `train`'s features."""
   point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
                                learning_rate=config.train.optim.learning_rate, u=config.train.u,
                                seed=config.train.seed)
@@ -163,6 +175,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
     raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
   from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
   report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
+  sources.check(config)
   report_stage.check_budgets(config)
   workdir = pathlib.Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +202,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   timings["report"] = time.perf_counter() - start - sum(timings.values())
   if until == "report":
     return outputs
-  outputs.update(report_stage.export(config, pool, stage, workdir / "export"))
+  outputs.update(report_stage.export(config, pool, splits, stage, workdir / "export"))
   timings["export"] = time.perf_counter() - start - sum(timings.values())
   outputs["timings"] = timings
   return outputs

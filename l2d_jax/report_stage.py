@@ -18,13 +18,13 @@ import numpy as np
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
 from l2d_jax.agents import fees as fees_lib
-from l2d_jax.agents.pool import Pool
+from l2d_jax.agents.pool import Pool, agent_tokenizer, final_expert
+from l2d_jax.data.features import FeatureParams
 from l2d_jax.data.sources import Splits
 from l2d_jax.defer import budget as budget_lib
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
 from l2d_jax.evaluate import baselines, plot, report as report_lib
-from l2d_jax.models import flops as flops_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
 
@@ -67,9 +67,11 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
                        stage) -> budget_lib.Calibration:
   """The rejector's logits on the validation questions of rejector_train, priced as the report.
 
-  Every question pays the rejector's own fee (`routing_cost`), then the fee of
-  the agent it goes to. Where rejector_train has too few articles to hold some
-  out (`pipeline.validation_rows`), the rejector trained on these questions and
+  Every question pays the rejector's own fee (`routing_cost`) and the agents
+  whose features it reads (`paid_agents`), then the fee of the agent it goes
+  to unless that one is paid already (`baselines.routing_fees`). Where
+  rejector_train has too few articles to hold some out
+  (`pipeline.validation_rows`), the rejector trained on these questions and
   `source` says so.
   """
   train_rows, val_rows = pipeline.validation_rows(pool)
@@ -80,22 +82,24 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
             f"all {len(val_rows)} rejector_train questions, which the rejector trained on (too "
             "few articles to hold some out): expect test to stray more than the standard error")
   rejector_fee, _ = routing_cost(config, pool, stage.model)
+  fixed_fee, route_fee_J = baselines.routing_fees(pool.fees_J, rejector_fee,
+                                                  paid_agents(pool, stage.model))
   return budget_lib.Calibration(
       agent_names=tuple(pool.names),
       logits_ExJ=sweep_lib.classifier_logits(stage.model, stage.pooled_train_ExH[val_rows]),
-      fee_J=np.asarray(pool.fees_J, np.float64), fixed_fee=rejector_fee, source=source)
+      fee_J=route_fee_J, fixed_fee=fixed_fee, source=source)
 
 
 def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tuple[float, float]:
-  """(fee, FLOPs) of one rejector forward pass over a question at its `max_seq_len`.
+  """(fee, FLOPs) of the rejector's own forward pass over a question (its sources and head).
 
   The fee follows `eval.rejector_fee`: "flops" prices the FLOPs as the pool's
   most compute-hungry model agent is priced (its fee per FLOP: with "flops"
-  fees, FLOPs divided by its FLOPs); a number is taken as it is.
+  fees, FLOPs divided by its FLOPs); a number is taken as it is. The agents
+  whose features it reads are paid besides (`paid_agents`).
   """
   check_rejector_fee(config.eval.rejector_fee)
-  flops = float(flops_lib.forward_flops(model.config, config.rejector.max_seq_len,
-                                        task="classify", num_labels=len(pool.names)))
+  flops = model.flops()
   if config.eval.rejector_fee != "flops":
     return fees_lib.fee_from(config.eval.rejector_fee), flops
   reference = int(np.argmax(pool.flops_J))
@@ -105,6 +109,15 @@ def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tupl
                      "eval.rejector_fee=0)")
   per_reference = fees_lib.fee_from("flops", flops, reference_flops=float(pool.flops_J[reference]))
   return per_reference * float(pool.fees_J[reference]), flops
+
+
+def paid_agents(pool: Pool, model) -> list[int]:
+  """The agents the rejector runs on every question to read their features, as indices.
+
+  Each is paid on every question, as a cascade pays its main model; a question
+  routed to one of them pays nothing more for it.
+  """
+  return [pool.names.index(name) for name in model.paid_agents]
 
 
 def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,
@@ -133,23 +146,47 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   report = report_lib.build_report(
       test_table(config, pool, stage.test), conf_E, alloc_E, curve,
       random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
-      rejector_flops=rejector_flops, budgets=config.eval.budgets, calibration=calibration,
-      rejector_logits_ExJ=logits_ExJ, metadata=metadata)
+      rejector_flops=rejector_flops, rejector_paid=paid_agents(pool, stage.model),
+      budgets=config.eval.budgets, calibration=calibration, rejector_logits_ExJ=logits_ExJ,
+      metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")
   return {"report_json": str(json_path), "report_md": str(md_path), "tradeoff_png": str(png_path)}
 
 
-def export(config: config_lib.ExperimentConfig, pool: Pool, stage, out_dir: pathlib.Path) -> dict:
-  """The export directory: HF weights + tokenizer, StableHLO router, agents, budget calibration."""
+def span_agents(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits,
+                model) -> dict:
+  """The agents whose features the rejector reads, as they answered (`export.agent_features`).
+
+  Each is rebuilt from the run's checkpoints and windowed and decoded as its
+  store says it was precomputed.
+  """
+  from l2d_jax.export import agent_features  # pylint: disable=import-outside-toplevel
+  configs = {agent.name: agent for agent in config.agents}
+  store = pool.store()
+  agents = {}
+  for name in model.paid_agents:
+    params = store.manifests[name]["params"]
+    agents[name] = agent_features.SpanAgent(
+        final_expert(configs[name], splits, config.workdir),
+        agent_tokenizer(configs[name], splits), FeatureParams(**params["features"]),
+        params["max_answer_len"], params["null_threshold"])
+  return agents
+
+
+def export(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,
+           out_dir: pathlib.Path) -> dict:
+  """The export directory: HF weights + tokenizer, StableHLO router, agents, budget calibration,
+  and the feature functions of the agents the rejector reads."""
   from l2d_jax.export import bundle  # pylint: disable=import-outside-toplevel
   router_fee, router_flops = routing_cost(config, pool, stage.model)
   meta = bundle.AgentsMeta(
       fees_J=tuple(float(f) for f in pool.fees_J), alpha_J=tuple(stage.spec.alpha_J),
       loss=config.costs.loss, beta_scale=config.costs.beta_scale,
       flops_J=tuple(float(f) if f else None for f in pool.flops_J),
-      router_fee=router_fee, router_flops=router_flops)
+      router_fee=router_fee, router_flops=router_flops, router_reads=stage.model.paid_agents)
   bundle.export_rejector(stage.model, stage.tokenizer, out_dir, agent_names=pool.names,
                          agents_meta=meta, max_seq_len=config.rejector.max_seq_len,
-                         calibration=budget_calibration(config, pool, stage))
+                         calibration=budget_calibration(config, pool, stage),
+                         span_agents=span_agents(config, pool, splits, stage.model))
   return {"export": str(out_dir)}

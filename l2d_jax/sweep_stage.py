@@ -1,11 +1,11 @@
-"""`l2d-jax sweep`: a grid of rejector configurations trained at once on a frozen encoder.
+"""`l2d-jax sweep`: a grid of rejector configurations trained at once on frozen features.
 
 Uses the experiment's agent store (computing it first if needed) and the
-rejector encoder: the trained rejector of `l2d-jax run` when its checkpoint is
-in the workdir, else the configured backbone as it is (e.g. pretrained
-all-MiniLM-L6-v2). Heads are trained on rejector_train minus its validation
-articles; each configuration is scored on validation (for choosing) and on
-test. Rows go to `results.csv` / `results.md`; a rerun trains only the
+rejector's feature sources: the trained rejector of `l2d-jax run` when its
+checkpoint is in the workdir, else the configured sources as they are (e.g.
+pretrained all-MiniLM-L6-v2, the agent features standardised). Heads are
+trained on rejector_train minus its validation articles; each configuration is
+scored on validation (for choosing) and on test. Rows go to `results.csv` / `results.md`; a rerun trains only the
 configurations missing from them.
 """
 
@@ -19,7 +19,6 @@ from l2d_jax.agents.pool import prepare_pool
 from l2d_jax.data.sources import load_splits
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import mesh as mesh_lib
-from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
 from l2d_jax.train.optim import make_optimizer
 from l2d_jax.train.state import Trainable
@@ -39,14 +38,9 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
   return axes
 
 
-def trained_or_backbone(config: config_lib.ExperimentConfig, num_agents: int, vocab_size: int,
-                        workdir: pathlib.Path, mesh):
-  """The rejector of a finished run in `workdir` if there is one, else a fresh backbone."""
-  r, t = config.rejector, config.train
-  model = rejector_lib.build_rejector(
-      r.backbone, num_agents, vocab_size=vocab_size, num_layers=r.num_layers,
-      hidden_size=r.hidden_size, num_heads=r.num_heads, intermediate_size=r.intermediate_size,
-      max_seq_len=r.max_seq_len, compute_dtype=t.compute_dtype, seed=t.seed)
+def trained_or_backbone(config: config_lib.ExperimentConfig, model, workdir: pathlib.Path, mesh):
+  """`model` with the weights of the finished run in `workdir` if there is one, else as it is."""
+  t = config.train
   checkpoints = workdir / "rejector" / "checkpoints"
   if checkpoints.exists():
     checkpointer = ckpt_lib.Checkpointer(checkpoints)
@@ -70,9 +64,8 @@ def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, ste
   mesh = mesh_lib.make_mesh(config.train.num_devices or None)
   splits = load_splits(config.data, workdir)
   pool = prepare_pool(config, splits, workdir, mesh)
-  tokenizer = pipeline.rejector_tokenizer(config, splits)
-  data = pipeline.rejector_data(pool, tokenizer, config.rejector.max_seq_len)
-  model = trained_or_backbone(config, len(pool.names), len(tokenizer), workdir, mesh)
+  model, data = pipeline.build_rejector(config, pool, pipeline.rejector_tokenizer(config, splits))
+  model = trained_or_backbone(config, model, workdir, mesh)
   pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh, desc="pooled features")
   train_rows, val_rows = pipeline.validation_rows(pool)
   test_rows = np.arange(pool.num_rejector_train, len(pool.examples))

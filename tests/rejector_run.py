@@ -35,13 +35,14 @@ def main():
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from l2d_jax.rejector import text  # pylint: disable=import-outside-toplevel
   from l2d_jax.train import rejector as R  # pylint: disable=import-outside-toplevel
   from l2d_jax.train.optim import OptimConfig  # pylint: disable=import-outside-toplevel
 
   data = toy_data()
   spec = R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
-  model = R.build_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                           num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
+                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
   settings = R.RejectorSettings(steps=24, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
                                 eval_every=8, checkpoint_every=8, progress=False)
   rows = data.rows

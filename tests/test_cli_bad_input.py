@@ -28,8 +28,8 @@ from l2d_jax.data.example import Answer, Example
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.export import bundle, loader
 from l2d_jax.models import hf_import
-from l2d_jax.models.config import EncoderConfig
-from l2d_jax.models.heads import SequenceClassifier
+from l2d_jax.rejector import text
+from l2d_jax.rejector.model import Rejector
 
 AGENTS = ("main", "big", "human")
 META = bundle.AgentsMeta(fees_J=(0.1, 1.0, 3.0), alpha_J=(1.0, 1.0, 1.0), loss="1-f1")
@@ -76,11 +76,11 @@ def _write_questions(path: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def _tiny_rejector(vocab_size: int, nan_logits: bool = False) -> SequenceClassifier:
-  """A 1-layer BERT classifier with random weights (NaN classifier biases if asked)."""
-  config = EncoderConfig(family="bert", vocab_size=vocab_size, hidden_size=16, num_layers=1,
-                         num_heads=2, intermediate_size=32, max_position_embeddings=32)
-  model = nnx.eval_shape(lambda: SequenceClassifier(config, len(AGENTS), rngs=nnx.Rngs(0)))
+def _tiny_rejector(vocab_size: int, nan_logits: bool = False) -> Rejector:
+  """A 1-layer BERT text rejector with random weights (NaN classifier weights if asked)."""
+  model = nnx.eval_shape(lambda: text.text_rejector(
+      "scratch", len(AGENTS), vocab_size=vocab_size, num_layers=1, hidden_size=16, num_heads=2,
+      intermediate_size=32, max_seq_len=32))
   rng = np.random.default_rng(0)
 
   def fill(path, x):

@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from l2d_jax import config as config_lib
 from l2d_jax import report_stage
@@ -14,6 +15,7 @@ from l2d_jax.defer import budget as budget_lib
 from l2d_jax.evaluate import baselines, curve, plot, report
 from l2d_jax.models import flops as flops_lib
 from l2d_jax.models.config import EncoderConfig
+from l2d_jax.rejector import text
 
 # Six questions, three agents: a (main, cheap), b, c (best, expensive).
 F1_ExJ = np.array([[1.0, 1.0, 1.0],
@@ -77,6 +79,23 @@ def test_allocation_row_and_oracle():
   for beta_scale, shares in ((2.0, {"a": 5 / 6, "b": 1 / 6, "c": 0.0}),
                              (10.0, {"a": 1.0, "b": 0.0, "c": 0.0})):
     assert_close(baselines.oracle(make_table(beta_scale))["shares"], shares)
+
+
+def test_a_rejector_reading_agents_pays_them_on_every_question():
+  """Allocation a, b, c, c, a, a (fees 0.1, 0.4, 1.0); it reads b's features, so b runs on every
+  question: the four questions routed to a or c pay b's 0.4 too, the one routed to b only once."""
+  table = make_table()
+  alloc_E = np.array([0, 1, 2, 2, 0, 0])
+  row = baselines.rejector_row(alloc_E, table, fee=0.05, flops=0.5, paid=[1])
+  plain = baselines.allocation_row(alloc_E, table)
+  assert row["fee"] == pytest.approx((0.1 * 3 + 0.4 + 1.0 * 2 + 0.4 * 5) / 6 + 0.05)
+  assert row["flops"] == pytest.approx((1.0 * 3 + 4.0 + 10.0 * 2 + 4.0 * 5) / 6 + 0.5)
+  assert row["shares"] == plain["shares"] and row["f1"] == plain["f1"]
+  assert row["deferral_loss"] == plain["deferral_loss"]  # the answering agent's cost, as defined
+  fixed, route_fee_J = baselines.routing_fees(table.fee_J, 0.05, [1])
+  assert fixed == pytest.approx(0.45)
+  np.testing.assert_allclose(route_fee_J, [0.1, 0.0, 1.0])
+  assert fixed + route_fee_J[alloc_E].mean() == pytest.approx(row["fee"])
 
 
 def test_allocation_row_rejects_bad_allocations():
@@ -423,8 +442,11 @@ def test_the_rejectors_own_fee_is_paid_on_every_question():
 
 def test_routing_cost_prices_the_rejectors_forward_pass_like_the_largest_model():
   encoder = EncoderConfig(family="bert", vocab_size=50, hidden_size=16, num_layers=2, num_heads=2,
-                          intermediate_size=32, max_position_embeddings=64)
-  model = types.SimpleNamespace(config=encoder)
+                          intermediate_size=32, max_position_embeddings=512)
+  model = nnx.eval_shape(lambda: text.text_rejector(  # a rejector reading the text at 24 tokens
+      "scratch", 3, vocab_size=50, num_layers=2, hidden_size=16, num_heads=2,
+      intermediate_size=32, max_seq_len=24))
+  assert model.sources[0].config == encoder
   # Agent b has the most FLOPs per question (40) and is priced 0.5 (say, by latency).
   pool = types.SimpleNamespace(names=["a", "b", "c"], flops_J=np.array([10.0, 40.0, 0.0]),
                                fees_J=np.array([0.2, 0.5, 3.0]))

@@ -18,7 +18,8 @@ from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.defer import budget
 from l2d_jax.export import bundle, loader, route, stablehlo
 from l2d_jax.train import mesh as mesh_lib
-from l2d_jax.train.rejector import INPUTS, build_rejector, rejector_inputs
+from l2d_jax.rejector import text
+from l2d_jax.train.rejector import rejector_inputs
 
 AGENTS = ("main", "big", "human")
 MAX_SEQ_LEN = 32
@@ -50,7 +51,7 @@ def _random_rejector(vocab_size: int, seed: int):
   every small op, which costs more than the rest of this file), with weights
   large enough that 1e-4 parity and different routes mean something.
   """
-  model = nnx.eval_shape(lambda: build_rejector(
+  model = nnx.eval_shape(lambda: text.text_rejector(
       "scratch", len(AGENTS), vocab_size=vocab_size, num_layers=2, hidden_size=32, num_heads=4,
       intermediate_size=64, max_seq_len=MAX_SEQ_LEN, seed=seed))
   rng = np.random.default_rng(seed)
@@ -88,8 +89,8 @@ def setup(tmp_path_factory):
                                max_query_len=MAX_QUERY_LEN)
   inputs = rejector_inputs(examples, tokenizer, MAX_SEQ_LEN, max_query_len=MAX_QUERY_LEN)
   graphdef, state = nnx.split(model)
-  forward = jax.jit(lambda state, *inputs: nnx.merge(graphdef, state)(*inputs))
-  logits_ExJ = np.asarray(forward(state, *(inputs[k] for k in INPUTS)))
+  forward = jax.jit(lambda state, inputs: nnx.merge(graphdef, state)(inputs))
+  logits_ExJ = np.asarray(forward(state, inputs))
   return dict(root=root, out=out, examples=examples, tokenizer=tokenizer, model=model,
               inputs=inputs, logits_ExJ=logits_ExJ)
 
@@ -198,7 +199,7 @@ def test_route_cli_end_to_end(setup, tmp_path, capsys):
 
 def test_agents_record_without_a_router_reads_as_a_free_router():
   record = META.to_json(AGENTS)
-  assert record["router"] == {"fee": 0.02, "beta": 0.01, "flops": 5e5}
+  assert record["router"] == {"fee": 0.02, "beta": 0.01, "flops": 5e5, "reads": []}
   del record["router"]
   names, meta = bundle.AgentsMeta.from_json(record)
   assert names == list(AGENTS) and (meta.router_fee, meta.router_flops) == (0.0, None)

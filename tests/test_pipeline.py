@@ -4,6 +4,7 @@ import dataclasses
 import json
 import pathlib
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -11,8 +12,11 @@ import pytest
 from l2d_jax import cli
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
+from l2d_jax import report_stage
+from l2d_jax.agents import feature_file
 from l2d_jax.agents import store as store_lib
 from l2d_jax.agents.pool import prepare_pool
+from l2d_jax.data import squad
 from l2d_jax.data.sources import load_splits
 from l2d_jax.export import bundle
 from l2d_jax.train import mesh as mesh_lib
@@ -129,3 +133,100 @@ def test_a_resumed_expert_restores_its_own_checkpoint_not_init_from(tmp_path, mo
   pipeline.run(second, until="agents")
   np.testing.assert_array_equal(
       store_lib.AgentStore(tmp_path / "second" / "store", [name]).example_table("score_E"), scores)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  """The smoke demo's workdir with its data and agent store (the agents' stages done)."""
+  sys.path.insert(0, str(EXPERIMENTS))
+  try:
+    from demo import smoke_config  # pylint: disable=import-outside-toplevel
+  finally:
+    sys.path.remove(str(EXPERIMENTS))
+  workdir = tmp_path_factory.mktemp("smoke")
+  config = config_lib.override(smoke_config(), f"workdir={workdir}")
+  pipeline.run(config, until="agents")
+  return config
+
+
+@pytest.mark.parametrize("inputs", ["text", "agents", "text,agents"])
+def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run, inputs):
+  """Each input choice trains, its features are the sources' vectors side by side (the head on
+  them gives the model's logits), and the report pays the feature agent on every question."""
+  config = config_lib.override(smoke_run, f"rejector.inputs={inputs}")
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, config.workdir)
+  pool = prepare_pool(config, splits, config.workdir, mesh)
+  stage = pipeline.train_rejector_stage(config, pool, splits, tmp_path, mesh)
+  reads_agents = "agents" in inputs
+  statistics, hidden = pool.store().agent_features(pool.names[0])
+  widths = {"text": config.rejector.hidden_size,
+            "agents": statistics.shape[1] + hidden.shape[1] + config.rejector.agent_hidden}
+  assert stage.model.source_names == tuple(inputs.split(","))
+  assert stage.pooled_test_ExH.shape == (stage.test.num_examples,
+                                         sum(widths[name] for name in inputs.split(",")))
+  np.testing.assert_allclose(sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH),
+                             rejector_lib.predict_logits(stage.model, stage.test.inputs),
+                             rtol=1e-4, atol=1e-5)
+  if reads_agents:  # the raw features of agent 0 are those precompute stored, statistics first
+    np.testing.assert_array_equal(stage.test.inputs["agent_features"],
+                                  np.concatenate([statistics, hidden], 1)[pool.num_rejector_train:])
+  assert np.isfinite(stage.train_metrics["deferral_loss"])
+  outputs = report_stage.write_report(config, pool, splits, stage,
+                                      pipeline.beta_curve(stage, pool, config),
+                                      tmp_path / "report", {})
+  report = json.loads(pathlib.Path(outputs["report_json"]).read_text())
+  meta = report["metadata"]
+  assert meta["rejector_reads"] == ([pool.names[0]] if reads_agents else [])
+  assert meta["rejector_flops"] == pytest.approx(stage.model.flops())
+  alloc_E = np.argmax(sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH), axis=1)
+  fee_J = pool.fees_J.astype(np.float64)
+  if reads_agents:  # small-1L runs on every question; routing to it adds nothing
+    expected = np.where(alloc_E == 0, 0.0, fee_J[alloc_E]).mean() + fee_J[0]
+  else:
+    expected = fee_J[alloc_E].mean()
+  assert report["rejector"]["fee"] == pytest.approx(expected + meta["rejector_fee"])
+
+
+def test_export_routes_with_the_agents_features_from_its_agents_or_a_file(tmp_path, smoke_run,
+                                                                          capsys):
+  """A rejector reading the text and small-1L's features, exported: `route` computes the features
+  with the exported small-1L or reads them from a file, and either way routes the test questions
+  as the trained rejector does; `agent-features` writes what precompute stored."""
+  config = config_lib.override(smoke_run, "rejector.inputs=text,agents")
+  outputs = pipeline.run(config_lib.override(config, "eval.beta_scales=(0.2,)"))
+  export = pathlib.Path(outputs["export"])
+  main = config.agents[0].name
+  assert (export / "agents" / main / "span.stablehlo").is_file()
+  assert not (export / "model.safetensors").exists()  # not a BERT classifier any more
+  router = json.loads((export / "router.json").read_text())
+  assert [s["name"] for s in router["sources"]] == ["text", "agents"]
+  assert router["input_specs"]["agent_features"]["dtype"] == "float32"
+  assert json.loads((export / "agents.json").read_text())["router"]["reads"] == [main]
+  # the trained rejector's own test routes
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, config.workdir)
+  pool = prepare_pool(config, splits, config.workdir, mesh)
+  stage = pipeline.train_rejector_stage(config, pool, splits, pathlib.Path(config.workdir), mesh)
+  test = pool.examples[pool.num_rejector_train:]
+  expected = {e.id: pool.names[j] for e, j in zip(test, np.argmax(
+      sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH), axis=1))}
+  data = tmp_path / "test.json"
+  squad.write_squad(data, test, "1.1")
+  stored = pathlib.Path(config.workdir) / "store" / main / "agent_features.npz"
+  for extra, said in (([], f"computed by the agents exported in {export / 'agents'}"),
+                      (["--agent-features", str(stored)], f"read from {stored}")):
+    out = tmp_path / "routes.json"
+    assert cli.main(["route", "--export", str(export), "--data", str(data), "--out", str(out),
+                     *extra]) == 0
+    printed = capsys.readouterr().out
+    assert f"agent features of {main}: {said}" in printed
+    assert f"read on every question for their features: {main}" in printed
+    assert json.loads(out.read_text()) == expected
+  written = tmp_path / "features.npz"
+  assert cli.main(["agent-features", "--export", str(export), "--data", str(data),
+                   "--out", str(written)]) == 0
+  ids = [e.id for e in test]
+  for got, want in zip(feature_file.read(written, [main], ids)[main],
+                       feature_file.read(stored, [main], ids)[main]):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)

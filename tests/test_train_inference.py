@@ -3,8 +3,7 @@
 from flax import nnx
 import numpy as np
 
-from l2d_jax.models.config import EncoderConfig
-from l2d_jax.models.heads import SequenceClassifier
+from l2d_jax.rejector import text
 from l2d_jax.train import inference
 from l2d_jax.train import rejector as rejector_lib
 
@@ -17,9 +16,8 @@ def _inputs(num_rows: int, length: int = 6) -> dict[str, np.ndarray]:
 
 
 def test_new_weights_of_the_same_model_reuse_the_compiled_function():
-  config = EncoderConfig(family="bert", vocab_size=50, hidden_size=16, num_layers=1, num_heads=2,
-                         intermediate_size=32, max_position_embeddings=16)
-  model = SequenceClassifier(config, 3, rngs=nnx.Rngs(0))
+  model = text.text_rejector("scratch", 3, vocab_size=50, num_layers=1, hidden_size=16,
+                             num_heads=2, intermediate_size=32, max_seq_len=6)
   inputs = _inputs(11)
   before = inference._jitted_apply.cache_info()
   first = rejector_lib.predict_logits(model, inputs, batch_size=4)
@@ -31,4 +29,4 @@ def test_new_weights_of_the_same_model_reuse_the_compiled_function():
   assert after.misses - before.misses <= 1 and after.hits - before.hits >= 1
   np.testing.assert_allclose(second, first + 1.0, atol=1e-5)  # the new weights were used
   model.eval()  # all 11 rows in order, the padded last batch cut back
-  np.testing.assert_allclose(second, model(*(inputs[k] for k in rejector_lib.INPUTS)), atol=1e-5)
+  np.testing.assert_allclose(second, model(inputs), atol=1e-5)

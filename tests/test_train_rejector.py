@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from l2d_jax.rejector import text
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import loop as loop_lib
 from l2d_jax.train import mesh as mesh_lib
@@ -68,8 +69,8 @@ def test_two_processes_over_loopback_match_one_process(tmp_path, uninterrupted):
 
 
 def _train(tmp_path, num_devices, data, steps=6, **kwargs):
-  model = R.build_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16, num_heads=2,
-                           intermediate_size=32, max_seq_len=16, seed=1)
+  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
+                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
   settings = R.RejectorSettings(steps=steps, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
                                 eval_every=3, checkpoint_every=3, progress=False)
   spec = R.CostSpec(kwargs.get("loss", "1-f1"), (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))

@@ -36,7 +36,7 @@ from l2d_jax.models import hf_import
 from l2d_jax.models.hub import resolve_model_dir
 from l2d_jax.train import checkpoint, inference
 from l2d_jax.train import mesh as mesh_lib
-from l2d_jax.train.rejector import INPUTS
+from l2d_jax.train.rejector import INPUTS, rejector_inputs
 
 PENALTIES = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     model = hf_import.load_pretrained(resolve_model_dir(args.backbone), task="classify",
                                       num_labels=2, num_layers=args.layers).model
     source = f"{args.layers}-layer {args.backbone}"
-  data = pipeline.rejector_data(pool, tokenizer, args.max_seq_len)
+  data = pipeline.rejector_data(pool, rejector_inputs(pool.examples, tokenizer, args.max_seq_len))
   cost_ExJ = np.asarray(pipeline.cost_spec(config, pool).costs(data.scores), np.float64)
   cost_Ex2, f1_Ex2 = cost_ExJ[:, pair], data.scores["f1"][:, pair].astype(np.float64)
   n = pool.num_rejector_train

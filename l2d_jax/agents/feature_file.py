@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from l2d_jax.agents import store as store_lib
+from l2d_jax.data.example import DataError
 
 FILE_NAME = "agent_features.npz"
 
@@ -51,29 +52,31 @@ def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[
          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """`{agent: (statistics_ExS, hidden_ExH)}` for `question_ids`, in that order.
 
-  Raises ValueError naming the file when it lacks an agent, a question or the
-  statistics in `store.SPAN_STATISTICS` order.
+  Raises DataError naming the file (and the field) when it lacks an agent, a
+  question or the statistics in `store.SPAN_STATISTICS` order.
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"no agent features file {path}")
   with np.load(path) as z:
     if "question_ids" not in z:
-      raise ValueError(f"{path}: no 'question_ids' array (not an agent features file)")
+      raise DataError("not an agent features file: no question ids", file=str(path),
+                      field="question_ids")
     row_of = {qid: i for i, qid in enumerate(z["question_ids"].tolist())}
     missing = [qid for qid in question_ids if qid not in row_of]
     if missing:
-      raise ValueError(f"{path}: {len(missing)} questions have no features (first: "
-                       f"{missing[:5]})")
+      raise DataError(f"{len(missing)} questions have no features (first: {missing[:5]})",
+                      file=str(path), field="question_ids")
     rows = np.array([row_of[qid] for qid in question_ids], np.int64)
     out = {}
     for agent in agents:
       if f"{agent}/statistics" not in z or f"{agent}/hidden" not in z:
         present = sorted({k.split("/")[0] for k in z.files if "/" in k})
-        raise ValueError(f"{path}: no features of agent {agent!r} (it has {present})")
+        raise DataError(f"no features of agent {agent!r} (it has {present})", file=str(path),
+                        field=f"{agent}/statistics")
       names = z[f"{agent}/statistic_names"].tolist()
       if names != list(store_lib.SPAN_STATISTICS):
-        raise ValueError(f"{path}: {agent}/statistic_names is {names}, expected "
-                         f"{list(store_lib.SPAN_STATISTICS)}")
+        raise DataError(f"statistics {names}, expected {list(store_lib.SPAN_STATISTICS)}",
+                        file=str(path), field=f"{agent}/statistic_names")
       out[agent] = (z[f"{agent}/statistics"][rows], z[f"{agent}/hidden"][rows])
   return out

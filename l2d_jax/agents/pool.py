@@ -90,6 +90,22 @@ def agent_tokenizer(agent: config_lib.AgentConfig, splits: Splits):
       splits.tokenizer_dir if agent.model == "scratch" else resolve_model_dir(agent.model)))
 
 
+def final_expert(agent: config_lib.AgentConfig, splits: Splits,
+                 workdir: str | pathlib.Path) -> SpanModel:
+  """A model agent's span model as it answered in the store (after `prepare_pool`).
+
+  Its fine-tuned checkpoint in `workdir`, else (no fine-tuning) the `init_from`
+  weights it started from, else the model as built.
+  """
+  model, _ = build_expert(agent, len(agent_tokenizer(agent, splits)))
+  if agent.finetune.epochs > 0:
+    checkpoint.restore_params_into(model, pathlib.Path(workdir) / "experts" / agent.name
+                                   / "checkpoints")
+  elif agent.init_from:
+    checkpoint.restore_params_into(model, agent.init_from)
+  return model
+
+
 def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
                  workdir: str | pathlib.Path, mesh=None) -> Pool:
   """Runs every stage an agent still needs and returns the pool's description."""

@@ -61,23 +61,46 @@ def forward_fn(model: nnx.Module, mesh, max_answer_len: int):
   return inference.sharded_apply(model, _window_outputs_fn(max_answer_len), mesh)
 
 
+WINDOW_INPUTS = (*MODEL_INPUTS, "offsets_FxLx2")  # what `window_features` reads of a batch
+
+
+def window_features(model: nnx.Module, batch: dict, max_answer_len: int
+                    ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+  """Per window: `decode.window_best_spans` and `hidden_FxH`, the final hidden state averaged
+  over the window's tokens; also the start and end logits `[F, L]`."""
+  hidden_BxLxH = model.encoder(*(batch[name] for name in MODEL_INPUTS))
+  start_BxL, end_BxL = model.span_logits(hidden_BxLxH)
+  context_BxL = batch["offsets_FxLx2"][..., 0] >= 0
+  spans = decode.window_best_spans(start_BxL, end_BxL, context_BxL, max_answer_len)
+  tokens_BxLx1 = batch["attention_mask_FxL"][..., None].astype(jnp.float32)
+  spans["hidden_FxH"] = ((hidden_BxLxH.astype(jnp.float32) * tokens_BxLx1).sum(1)
+                         / jnp.maximum(tokens_BxLx1.sum(1), 1.0))
+  return spans, start_BxL, end_BxL
+
+
+def question_features(windows: dict[str, np.ndarray], example_index_F: np.ndarray,
+                      offsets_FxLx2: np.ndarray, contexts: list[str],
+                      null_threshold: float | None) -> tuple[decode.Decoded, dict[str, np.ndarray]]:
+  """Each question's answer and agent features (`store.SPAN_STATISTICS`, `HIDDEN_FIELD`) from
+  its windows' `window_features` (`example_index_F` numbers the questions from 0)."""
+  decoded = decode.decode_examples(windows, example_index_F, offsets_FxLx2, contexts,
+                                   null_threshold=null_threshold)
+  features = decode.span_statistics(windows, example_index_F, decoded)
+  features[store_lib.HIDDEN_FIELD] = np.asarray(windows["hidden_FxH"])[decoded.best_window_E]
+  return decoded, features
+
+
 @functools.cache
 def _window_outputs_fn(max_answer_len: int):
   """`window_outputs(model, batch)`, one function object per answer length (so jit caches it)."""
 
   def window_outputs(model, batch):
-    hidden_BxLxH = model.encoder(*(batch[name] for name in MODEL_INPUTS))
-    start_BxL, end_BxL = model.span_logits(hidden_BxLxH)
-    context_BxL = batch["offsets_FxLx2"][..., 0] >= 0
-    spans = decode.window_best_spans(start_BxL, end_BxL, context_BxL, max_answer_len)
-    valid_BxL = context_BxL.at[:, 0].set(True)  # gold is a context span or CLS
+    spans, start_BxL, end_BxL = window_features(model, batch, max_answer_len)
+    valid_BxL = (batch["offsets_FxLx2"][..., 0] >= 0).at[:, 0].set(True)  # gold: context or CLS
     spans["nll_F"] = costs_lib.span_nll_FxJ(
         start_BxL[:, None], end_BxL[:, None], batch["start_positions_F"],
         batch["end_positions_F"], valid_BxL[:, None])[:, 0]
     spans["logits_Fx2xL"] = jnp.stack([start_BxL, end_BxL], axis=1)
-    tokens_BxLx1 = batch["attention_mask_FxL"][..., None].astype(jnp.float32)
-    spans["hidden_FxH"] = ((hidden_BxLxH.astype(jnp.float32) * tokens_BxLx1).sum(1)
-                           / jnp.maximum(tokens_BxLx1.sum(1), 1.0))
     return spans
 
   return window_outputs
@@ -132,7 +155,7 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
 def _run_windows(forward, features: Features, window_rows: np.ndarray, batch_size: int,
                  mesh) -> dict[str, np.ndarray]:
   """Forward outputs for `window_rows`, in order."""
-  names = (*MODEL_INPUTS, "offsets_FxLx2", "start_positions_F", "end_positions_F")
+  names = (*WINDOW_INPUTS, "start_positions_F", "end_positions_F")
   return inference.in_batches(forward, {n: getattr(features, n)[window_rows] for n in names},
                               mesh=mesh, batch_size=batch_size)
 
@@ -142,11 +165,9 @@ def _write_chunk(writer: store_lib.AgentWriter, c: int, rows: slice, windows: di
   window_rows = _window_rows(features, rows)
   chunk_examples = examples[rows]
   local_example_F = features.example_index_F[window_rows] - rows.start
-  decoded = decode.decode_examples(
+  decoded, agent_features = question_features(
       windows, local_example_F, features.offsets_FxLx2[window_rows],
-      [e.context for e in chunk_examples], null_threshold=settings.null_threshold)
-  agent_features = decode.span_statistics(windows, local_example_F, decoded)
-  agent_features[store_lib.HIDDEN_FIELD] = windows["hidden_FxH"][decoded.best_window_E]
+      [e.context for e in chunk_examples], settings.null_threshold)
   scores = [squad_metric.example_scores(e, text, settings.version)
             for e, text in zip(chunk_examples, decoded.text)]
   gold_F = np.stack([features.start_positions_F[window_rows],

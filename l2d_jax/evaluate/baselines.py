@@ -261,12 +261,32 @@ def cascade_row(alloc_E: np.ndarray, table: AgentTable) -> dict:
 
 
 def rejector_row(alloc_E: np.ndarray, table: AgentTable, fee: float = 0.0,
-                 flops: float = 0.0) -> dict:
+                 flops: float = 0.0, paid: Sequence[int] = ()) -> dict:
   """The allocation row of a rejector whose own forward pass costs `fee` and `flops` per question.
 
-  It runs on every question before the chosen agent does; `shares` stay who answered.
+  It runs on every question before the chosen agent does, and so do the agents
+  `paid` whose features it reads: each is paid on the questions not routed to
+  it too (a question routed to it pays it once). `shares` stay who answered.
   """
-  return _with_overhead(allocation_row(alloc_E, table), 1.0, fee, flops)
+  row = allocation_row(alloc_E, table)
+  for j in paid:
+    row = _with_overhead(row, 1.0 - row["shares"][table.names[j]], float(table.fee_J[j]),
+                         float(table.flops_J[j]))
+  return _with_overhead(row, 1.0, fee, flops)
+
+
+def routing_fees(fee_J: np.ndarray, fee: float = 0.0, paid: Sequence[int] = ()
+                 ) -> tuple[float, np.ndarray]:
+  """How `rejector_row` prices a question: its fixed fee, and what each route adds to it.
+
+  The fixed part is the rejector's own `fee` and the fees of the agents `paid`
+  (run on every question); routing to one of those adds nothing, to any other
+  agent its fee.
+  """
+  route_fee_J = np.array(fee_J, np.float64)
+  fixed = float(fee) + float(route_fee_J[list(paid)].sum())
+  route_fee_J[list(paid)] = 0.0
+  return fixed, route_fee_J
 
 
 def _with_overhead(row: dict, share: float, fee: float, flops: float) -> dict:

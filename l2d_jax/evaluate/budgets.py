@@ -20,20 +20,23 @@ from l2d_jax.evaluate import baselines
 
 def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
                 test_logits_ExJ: np.ndarray, table: baselines.AgentTable, *,
-                rejector_fee: float = 0.0, rejector_flops: float = 0.0) -> list[dict]:
+                rejector_fee: float = 0.0, rejector_flops: float = 0.0,
+                rejector_paid: Sequence[int] = ()) -> list[dict]:
   """One row per budget: its operating point, held-out figures and what it realises on test.
 
-  The calibration must price questions as the rejector's rows do (the table's
-  fees per agent, `rejector_fee` on every question), else its held-out fee and
-  the test fee would measure different things: ValueError.
+  The calibration must price questions as the rejector's rows do
+  (`baselines.routing_fees`: the table's fees per agent, `rejector_fee` and
+  the fees of the agents `rejector_paid` on every question), else its
+  held-out fee and the test fee would measure different things: ValueError.
   """
+  fixed_fee, route_fee_J = baselines.routing_fees(table.fee_J, rejector_fee, rejector_paid)
   if (tuple(calibration.agent_names) != tuple(table.names)
-      or not np.allclose(calibration.fee_J, table.fee_J)
-      or not np.isclose(calibration.fixed_fee, rejector_fee)):
+      or not np.allclose(calibration.fee_J, route_fee_J)
+      or not np.isclose(calibration.fixed_fee, fixed_fee)):
     raise ValueError(
         f"the budget calibration prices questions otherwise than the report: agents "
         f"{calibration.agent_names} fees {calibration.fee_J.tolist()} + {calibration.fixed_fee} "
-        f"against {table.names} {table.fee_J.tolist()} + {rejector_fee}")
+        f"against {table.names} {route_fee_J.tolist()} + {fixed_fee}")
   test_logits_ExJ = np.asarray(test_logits_ExJ)
   if test_logits_ExJ.shape != (table.num_questions, table.num_agents):
     raise ValueError(f"test logits must have shape {(table.num_questions, table.num_agents)}, "
@@ -46,7 +49,7 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
       rows.append({"budget": spec, "error": str(err)})
       continue
     alloc_E = point.route(test_logits_ExJ)
-    test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops)
+    test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops, rejector_paid)
     budget = point.budget
     realised = test["fee"] if budget.kind == "fee" else test["shares"][budget.agent]
     rows.append({**point.to_json(table.names), "kind": budget.kind, "agent": budget.agent,

@@ -41,7 +41,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                  cascade_experts: Sequence[int] | None = None,
                  cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
                  rejector_fee: float = 0.0, rejector_flops: float = 0.0,
-                 budgets: Sequence[str] = (), calibration: budget_lib.Calibration | None = None,
+                 rejector_paid: Sequence[int] = (), budgets: Sequence[str] = (),
+                 calibration: budget_lib.Calibration | None = None,
                  rejector_logits_ExJ: np.ndarray | None = None,
                  metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
@@ -61,6 +62,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       paid on every question by its rows and curve, as a cascade pays its
       main model; 0 leaves routing free (the usual L2D convention).
     rejector_flops: the rejector's FLOPs per question.
+    rejector_paid: the agents whose features the rejector reads: each is paid
+      on every question by its rows and curve (`baselines.rejector_row`).
     budgets: budget specs ("fee=1.2", "share:human<=0.3"), each met on
       `calibration` (the rejector's held-out logits) and applied to
       `rejector_logits_ExJ` (its test logits), both needed when any is given.
@@ -76,7 +79,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
   ends = {"max_cost": max_fee, "f1_main": agents[0]["f1"], "f1_best": agents[best]["f1"],
           "best_cost": agents[best]["fee"]}
 
-  routed = lambda alloc_E: baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops)
+  routed = lambda alloc_E: baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops,
+                                                  rejector_paid)
   rejector = {"beta_scale": table.beta_scale, **routed(rejector_alloc_E),
               "gain_over_random": baselines.gain_over_random(rejector_alloc_E, table)}
   sweep_rows = [{"beta_scale": float(scale), **routed(alloc_E)} for scale, alloc_E in sweep]
@@ -107,6 +111,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                        f"({max_fee:g} cost units)",
           "rejector_fee": float(rejector_fee),
           "rejector_flops": float(rejector_flops),
+          "rejector_reads": [table.names[j] for j in rejector_paid],
           "random": "exact expectation of a random allocation with the rejector's shares",
           "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
                      "otherwise one expert, each in turn (front over all experts); a "
@@ -133,7 +138,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       },
       "budgets": budgets_lib.budget_rows(
           budgets, calibration, rejector_logits_ExJ, table, rejector_fee=rejector_fee,
-          rejector_flops=rejector_flops) if budgets else [],
+          rejector_flops=rejector_flops, rejector_paid=rejector_paid) if budgets else [],
       "curve": {
           "fee_scale": max_fee,
           "rejector": {**rejector_curve, **field_names(sweep_rows)},

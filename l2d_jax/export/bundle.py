@@ -2,11 +2,15 @@
 
 `export_rejector` writes, into one directory:
 
-  model.safetensors, config.json    the rejector as a Hugging Face BertForSequenceClassification
+  model.safetensors, config.json    the rejector as a Hugging Face BertForSequenceClassification,
+                                    when it reads the text only (`rejector.text.hf_view`)
   tokenizer.json, tokenizer_config.json   its tokenizer (`AutoTokenizer.from_pretrained(dir)`)
   router.stablehlo, router.json     the `jax.export` routing function and how to feed it
   load_router.py                    a JAX + NumPy loader for it (no l2d_jax needed)
-  agents.json                       the agents: names, fees, FLOPs, the cost it was trained on
+  agents.json                       the agents: names, fees, FLOPs, the cost it was trained on,
+                                    and the agents whose features the router reads
+  agents/NAME/                      for each of those, its exported feature function
+                                    (`export.agent_features`), unless left out
   calibration.json                  optional: the rejector's logits on held-out questions and
                                     the fees, on which `l2d-jax route --budget` meets a budget
   export_manifest.json              written last: the format version and the size and
@@ -22,7 +26,8 @@ import json
 import math
 import os
 import pathlib
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import transformers
@@ -30,8 +35,9 @@ import transformers
 from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 from l2d_jax.defer import budget
 from l2d_jax.defer.costs import LossType
-from l2d_jax.export import hf, loader, stablehlo
-from l2d_jax.models.heads import SequenceClassifier
+from l2d_jax.export import agent_features, hf, loader, stablehlo
+from l2d_jax.rejector import text
+from l2d_jax.rejector.model import Rejector
 
 AGENTS_FILE = "agents.json"
 CALIBRATION_FILE = "calibration.json"
@@ -56,6 +62,8 @@ class AgentsMeta:
     router_fee: what running the rejector itself costs per question (fee
       units, `eval.rejector_fee`), paid on every question it routes.
     router_flops: the rejector's FLOPs per question, None when unknown.
+    router_reads: the agents whose features the router reads: each runs, and
+      is paid, on every question (a question routed to one pays it once).
   """
   fees_J: tuple[float, ...]
   alpha_J: tuple[float, ...]
@@ -64,6 +72,7 @@ class AgentsMeta:
   flops_J: tuple[float | None, ...] | None = None
   router_fee: float = 0.0
   router_flops: float | None = None
+  router_reads: tuple[str, ...] = ()
 
   def __post_init__(self):
     LossType(self.loss)  # raises ValueError naming the bad loss type
@@ -87,6 +96,9 @@ class AgentsMeta:
     """The agents.json record: one entry per agent, then the cost's shared terms."""
     if len(agent_names) != len(self.fees_J):
       raise ValueError(f"{len(agent_names)} agent names for {len(self.fees_J)} agents' costs")
+    if not set(self.router_reads) <= set(agent_names):
+      raise ValueError(f"the router reads agents {list(self.router_reads)}, not all of "
+                       f"{list(agent_names)}")
     flops_J = self.flops_J or (None,) * len(self.fees_J)
     return {
         "format_version": FORMAT_VERSION,
@@ -97,7 +109,7 @@ class AgentsMeta:
         "beta_scale": self.beta_scale,
         "cost": "alpha * loss + beta_scale * fee",
         "router": {"fee": self.router_fee, "beta": self.beta_scale * self.router_fee,
-                   "flops": self.router_flops},
+                   "flops": self.router_flops, "reads": list(self.router_reads)},
     }
 
   @classmethod
@@ -113,7 +125,8 @@ class AgentsMeta:
         fees_J=tuple(a["fee"] for a in agents), alpha_J=tuple(a["alpha"] for a in agents),
         loss=record["loss"], beta_scale=record["beta_scale"],
         flops_J=None if all(f is None for f in flops_J) else flops_J,
-        router_fee=router.get("fee", 0.0), router_flops=router.get("flops"))
+        router_fee=router.get("fee", 0.0), router_flops=router.get("flops"),
+        router_reads=tuple(router.get("reads", ())))
 
 
 def read_agents(export_dir: str | pathlib.Path) -> tuple[list[str], AgentsMeta]:
@@ -160,27 +173,43 @@ def write_manifest(export_dir: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def export_rejector(model: SequenceClassifier, tokenizer: transformers.PreTrainedTokenizerBase,
+def export_rejector(model: Rejector, tokenizer: transformers.PreTrainedTokenizerBase,
                     out_dir: str | pathlib.Path, *, agent_names: Sequence[str],
                     agents_meta: AgentsMeta, max_seq_len: int, max_query_len: int = 64,
                     platforms: Sequence[str] = stablehlo.PLATFORMS,
-                    calibration: budget.Calibration | None = None) -> pathlib.Path:
-  """Writes the whole export directory (see the module doc) for a trained BERT rejector.
+                    calibration: budget.Calibration | None = None,
+                    span_agents: Mapping[str, agent_features.SpanAgent] | None = None
+                    ) -> pathlib.Path:
+  """Writes the whole export directory (see the module doc) for a trained rejector.
 
   `max_seq_len` and `max_query_len` must be those the rejector's inputs were
   built with (`train.rejector.rejector_inputs`). The tokenizer is saved, read
   back and checked to tokenize exactly as the one given (same fingerprint).
   `calibration`, the rejector's held-out logits and fees, lets `route --budget`
   meet budgets; without it the directory has no calibration.json.
+  `span_agents` are the model agents whose features the router reads, each
+  exported under `agents/NAME/` so that `route` can compute them from the
+  export alone; without them it needs `--agent-features FILE`.
   """
   hf.check_agent_names(agent_names, model.num_labels)
   meta_record = agents_meta.to_json(agent_names)
   if calibration is not None and calibration.agent_names != tuple(agent_names):
     raise ValueError(f"the budget calibration's agents {calibration.agent_names} are not the "
                      f"rejector's {tuple(agent_names)}")
+  if not set(span_agents or ()) <= set(agents_meta.router_reads):
+    raise ValueError(f"agents {sorted(span_agents)} are exported but the router reads "
+                     f"{list(agents_meta.router_reads)}")
   # Until the new manifest is written last, the directory reads as an unfinished export.
   (pathlib.Path(out_dir) / loader.MANIFEST_FILE).unlink(missing_ok=True)
-  out_dir = hf.export_hf(model, tokenizer, out_dir, agent_names=agent_names)
+  classifier = text.hf_view(model)  # a BERT classifier when it reads the text only
+  if classifier is None:
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in (hf.WEIGHTS_FILE, hf.CONFIG_FILE):  # not those of an earlier export
+      (out_dir / name).unlink(missing_ok=True)
+    tokenizer.save_pretrained(str(out_dir))
+  else:
+    out_dir = hf.export_hf(classifier, tokenizer, out_dir, agent_names=agent_names)
   fingerprint = tokenizer_fingerprint(tokenizer)
   if tokenizer_fingerprint(load_tokenizer(out_dir)) != fingerprint:
     raise ValueError(f"the tokenizer saved in {out_dir} does not read back as the one given "
@@ -189,6 +218,10 @@ def export_rejector(model: SequenceClassifier, tokenizer: transformers.PreTraine
   stablehlo.export_router(model, out_dir, agent_names=agent_names, max_seq_len=max_seq_len,
                           max_query_len=max_query_len, tokenizer_fingerprint=fingerprint,
                           platforms=platforms)
+  shutil.rmtree(out_dir / agent_features.AGENTS_DIR, ignore_errors=True)  # an earlier export's
+  for name, agent in (span_agents or {}).items():
+    agent_features.export_agent(agent, agent_features.agent_dir(out_dir, name),
+                                platforms=platforms)
   (out_dir / AGENTS_FILE).write_text(json.dumps(meta_record, indent=1) + "\n", encoding="utf-8")
   if calibration is None:
     (out_dir / CALIBRATION_FILE).unlink(missing_ok=True)  # not one from an earlier export

@@ -11,10 +11,15 @@ every export directory as `load_router.py`:
     logits_BxJ, agent_B = router(input_ids=..., attention_mask=..., token_type_ids=...)
 
 `router.stablehlo` is a `jax.export` serialization with the weights baked in
-as constants, so calling it needs the token ids alone; `router.json` names the
-inputs, the fixed sequence length and the agents. The token ids must come from
-the tokenizer saved beside them, windowed as `router.json` says (l2d_jax's
-`rejector_inputs`: the question, then the start of the context).
+as constants, so calling it needs the inputs alone; `router.json` names the
+inputs with their dtypes and shapes (`input_specs`), the feature sources they
+come from (`sources`) and the agents. Token ids must come from the tokenizer
+saved beside them, windowed as `router.json` says (l2d_jax's
+`rejector_inputs`: the question, then the start of the context); a router that
+reads agents' features takes them as `agent_features`, float32 `[b, F]`, each
+agent's span statistics then pooled hidden state in the order its `sources`
+record lists them (l2d_jax's `agents.feature_file` and `export.agent_features`
+make them).
 
 An export verifies itself: `export_manifest.json`, written last, records the
 format version and the size and SHA-256 of every other file in the directory.
@@ -106,13 +111,18 @@ def _router_record(path: pathlib.Path) -> dict:
     raise ExportError(f"{path}: not a router record of format version {FORMAT_VERSION}")
   kinds = {"agent_names": list, "inputs": list, "max_seq_len": int, "max_query_len": int}
   wrong = [key for key, kind in kinds.items() if not isinstance(meta.get(key), kind)]
+  specs = meta.get("input_specs")  # absent from exports that read token ids only
+  if specs is not None and not (isinstance(specs, dict) and set(specs) == set(meta["inputs"])
+                                and all(s.get("dtype") in ("int32", "float32")
+                                        for s in specs.values())):
+    wrong.append("input_specs")
   if wrong:
     raise ExportError(f"{path}: missing or malformed {', '.join(wrong)}")
   return meta
 
 
 class Router:
-  """An exported routing function: int32 token ids `[b, L]` -> (logits `[b, J]`, agent `[b]`)."""
+  """An exported routing function: its inputs `[b, ...]` -> (logits `[b, J]`, agent `[b]`)."""
 
   def __init__(self, export_dir: str | pathlib.Path):
     export_dir = pathlib.Path(export_dir)
@@ -141,24 +151,35 @@ class Router:
   def max_seq_len(self) -> int:
     return int(self.meta["max_seq_len"])
 
+  @property
+  def input_specs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each input's dtype and shape without the batch axis, in call order."""
+    specs = self.meta.get("input_specs") or {  # older exports: token ids only
+        name: {"dtype": "int32", "shape": [self.max_seq_len]} for name in self.meta["inputs"]}
+    return {name: (specs[name]["dtype"], tuple(specs[name]["shape"]))
+            for name in self.meta["inputs"]}
+
   def __call__(self, **inputs_BxL: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Logits `float32[b, J]` and the chosen agent `int32[b]` (argmax, ties to the lowest index).
 
     Takes the inputs named in `router.json` (input_ids, attention_mask,
-    token_type_ids) as `[b, max_seq_len]` integer arrays; any b works. Raises
-    ExportError when a row's logits are not all finite: no agent is chosen then.
+    token_type_ids as `[b, max_seq_len]` integer arrays; agent_features as a
+    `[b, F]` float array), any b. Raises ExportError when a row's logits are
+    not all finite: no agent is chosen then.
     """
-    names = list(self.meta["inputs"])
+    specs = self.input_specs
+    names = list(specs)
     if sorted(inputs_BxL) != sorted(names):
       raise ValueError(f"the router takes exactly the inputs {names}, got {sorted(inputs_BxL)}")
-    arrays = [np.asarray(inputs_BxL[name], dtype=np.int32) for name in names]
+    arrays = [np.asarray(inputs_BxL[name], dtype=specs[name][0]) for name in names]
     for name, array in zip(names, arrays):
-      if array.ndim != 2 or array.shape[1] != self.max_seq_len:
-        raise ValueError(f"input {name!r} must be [batch, {self.max_seq_len}], "
+      shape = specs[name][1]
+      if array.shape[1:] != shape or array.ndim != 1 + len(shape):
+        raise ValueError(f"input {name!r} must be [batch, {', '.join(map(str, shape))}], "
                          f"got shape {array.shape}")
-      if array.shape != arrays[0].shape:
-        raise ValueError(f"input {name!r} has shape {array.shape}, {names[0]!r} has "
-                         f"{arrays[0].shape}")
+      if len(array) != len(arrays[0]):
+        raise ValueError(f"input {name!r} has {len(array)} rows, {names[0]!r} has "
+                         f"{len(arrays[0])}")
     logits_BxJ, agent_B = (np.asarray(x) for x in self._call(*arrays))
     if logits_BxJ.shape != (len(arrays[0]), len(self.agent_names)):
       raise ExportError(f"{self.blob_path} gave logits of shape {logits_BxJ.shape} for "

@@ -7,6 +7,12 @@ checkpoint or agent store is read, so a directory copied to another machine
 routes the same way. Writes `{question id: agent name}` and prints how the
 questions were shared out and what they cost in fees.
 
+A router that reads model agents' own features (`router.json`'s `sources`) gets
+them from `--agent-features FILE` (`agents.feature_file`, by question id), or
+else computes them with the agents' functions exported beside it
+(`export.agent_features`); it prints which. Those agents run on every question,
+and the fees printed pay them so.
+
 `--budget fee=1.2` or `--budget share:human<=0.3` routes at an operating point
 instead of the rejector's own choice (`defer.budget`): the offsets on its
 logits are met on the export's `calibration.json`, the rejector's logits on
@@ -26,13 +32,16 @@ import sys
 
 import numpy as np
 
+from l2d_jax.agents import feature_file
+from l2d_jax.agents import store as store_lib
 from l2d_jax.data import squad
 from l2d_jax.data.example import Example
 from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 from l2d_jax.defer import budget as budget_lib
 from l2d_jax.errors import UserError
-from l2d_jax.export import bundle, loader
+from l2d_jax.export import agent_features, bundle, loader
 from l2d_jax.export.loader import Router
+from l2d_jax.rejector import agents as agent_source
 from l2d_jax.train.rejector import rejector_inputs
 
 USER_ERRORS = (loader.ExportError,)  # the standalone loader's errors cannot be UserErrors
@@ -54,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> No
                            "question, the router's own included, in the report's fee units) or "
                            "'share:AGENT<=S' (at most a share S of the questions to AGENT), met "
                            "on the export's held-out calibration questions.")
+  parser.add_argument("--agent-features", metavar="FILE.npz",
+                      help="For a router that reads agents' features: read them from this file "
+                           "(question id -> features, as precompute and `l2d-jax agent-features` "
+                           "write it) instead of computing them with the exported agents.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
   calibration = export_calibration(args.export) if args.budget else None
   point = budget_lib.operating_point(args.budget, calibration) if args.budget else None
   data = squad.read_squad(args.data)
-  routes = route_examples(args.export, data.examples, batch_size=args.batch_size, budget=point)
+  sources = []
+  routes = route_examples(args.export, data.examples, batch_size=args.batch_size, budget=point,
+                          agent_features=args.agent_features, sources=sources)
   names, meta = bundle.read_agents(args.export)
   if data.skips.total:
     print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not routed)",
           file=sys.stderr)
   pathlib.Path(args.out).write_text(json.dumps(routes, indent=1) + "\n", encoding="utf-8")
+  print("\n".join(sources))
   print(f"routed {len(routes)} questions of {data.path} -> {args.out}")
   print(share_table(list(routes.values()), names, meta))
   if point is not None:
@@ -111,24 +127,71 @@ def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Cal
 
 def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
                    batch_size: int = 64,
-                   budget: budget_lib.OperatingPoint | None = None) -> dict[str, str]:
+                   budget: budget_lib.OperatingPoint | None = None,
+                   agent_features: str | pathlib.Path | None = None,
+                   sources: list[str] | None = None) -> dict[str, str]:
   """{question id: agent name} for `examples`, using only the export directory.
 
-  With `budget`, its offsets move the rejector's choice (`defer.budget`).
+  With `budget`, its offsets move the rejector's choice (`defer.budget`). A
+  router that reads agents' features takes them from the file `agent_features`
+  if given, else from the agents exported beside it; `sources` (if given)
+  receives one line per feature source saying where its inputs came from.
   Raises loader.ExportError for a damaged export, or one whose tokenizer is not
   the one the router was exported with.
   """
   router = Router(export_dir)
-  tokenizer = load_tokenizer(export_dir)
-  if tokenizer_fingerprint(tokenizer) != router.meta.get("tokenizer_fingerprint"):
-    raise loader.ExportError(f"the tokenizer in {export_dir} is not the one the router was "
-                             "exported with (fingerprints differ)")
-  inputs = rejector_inputs(examples, tokenizer, router.max_seq_len,
-                           max_query_len=router.meta["max_query_len"])
+  inputs = {}
+  for source in router.meta.get("sources", [{"name": "text"}]):  # older exports: the text only
+    if source["name"] not in _SOURCE_INPUTS:
+      raise loader.ExportError(f"{export_dir}: the router reads a feature source "
+                               f"{source['name']!r} this version cannot feed")
+    arrays, said = _SOURCE_INPUTS[source["name"]](export_dir, router, source, examples,
+                                                  agent_features, batch_size)
+    inputs.update(arrays)
+    if sources is not None:
+      sources.append(said)
   logits_ExJ = router_logits(router, inputs, batch_size)
   offset_J = np.zeros(len(router.agent_names)) if budget is None else budget.offset_J
   agent_E = budget_lib.route(logits_ExJ, offset_J)  # with no budget, the router's own argmax
   return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
+
+
+def _text_inputs(export_dir, router: Router, source: dict, examples: list[Example],
+                 agent_features, batch_size: int) -> tuple[dict[str, np.ndarray], str]:
+  """The question windows, tokenized with the export's tokenizer (checked)."""
+  del source, agent_features, batch_size
+  tokenizer = load_tokenizer(export_dir)
+  if tokenizer_fingerprint(tokenizer) != router.meta.get("tokenizer_fingerprint"):
+    raise loader.ExportError(f"the tokenizer in {export_dir} is not the one the router was "
+                             "exported with (fingerprints differ)")
+  return (rejector_inputs(examples, tokenizer, router.max_seq_len,
+                          max_query_len=router.meta["max_query_len"]),
+          f"text: the exported tokenizer's windows of {router.max_seq_len} tokens")
+
+
+def _agent_inputs(export_dir, router: Router, source: dict, examples: list[Example],
+                  agent_features_file, batch_size: int) -> tuple[dict[str, np.ndarray], str]:
+  """The agents' features, from `agent_features_file` or the agents exported beside the router."""
+  names = [agent["name"] for agent in source["agents"]]
+  if agent_features_file:
+    per_agent = feature_file.read(agent_features_file, names, [e.id for e in examples])
+    said = f"agent features of {', '.join(names)}: read from {agent_features_file}"
+  else:
+    per_agent = {name: agent_features.compute(export_dir, name, examples, batch_size=batch_size)
+                 for name in names}
+    said = (f"agent features of {', '.join(names)}: computed by the agents exported in "
+            f"{pathlib.Path(export_dir) / agent_features.AGENTS_DIR}")
+  for agent in source["agents"]:
+    statistics, hidden = per_agent[agent["name"]]
+    if (agent["statistics"] != list(store_lib.SPAN_STATISTICS)
+        or hidden.shape[1] != agent["hidden_size"]):
+      raise UserError(f"agent {agent['name']!r}: the router reads {agent['statistics']} and a "
+                      f"hidden state of {agent['hidden_size']}, got {statistics.shape[1]} "
+                      f"statistics and {hidden.shape[1]} ({said})")
+  return {source["input"]: agent_source.feature_matrix([per_agent[n] for n in names])}, said
+
+
+_SOURCE_INPUTS = {"text": _text_inputs, "agents": _agent_inputs}  # router.json source -> inputs
 
 
 def router_logits(router: Router, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
@@ -137,7 +200,7 @@ def router_logits(router: Router, inputs: dict[str, np.ndarray], batch_size: int
   Every call has `batch_size` rows (the last batch is padded with copies of its
   first row), so the router compiles once whatever the number of questions.
   """
-  num_rows = len(inputs["input_ids"])
+  num_rows = len(next(iter(inputs.values())))
   logits = [np.zeros((0, len(router.agent_names)), np.float32)]
   for lo in range(0, num_rows, batch_size):
     rows = np.arange(lo, min(lo + batch_size, num_rows))
@@ -157,10 +220,19 @@ def share_table(chosen: list[str], names: list[str], meta: bundle.AgentsMeta) ->
             for name, count, beta in zip(names, counts, meta.beta_J)]
   mean_fee = sum(c * beta for c, beta in zip(counts, meta.beta_J)) / total
   lines.append(f"mean fee per question: {mean_fee:.4g} (beta_scale {meta.beta_scale:g} x fee)")
-  if meta.router_fee:
+  # agents whose features the router reads run on every question, also those routed elsewhere
+  elsewhere = [(1 - count / total) if name in meta.router_reads else 0.0
+               for name, count in zip(names, counts)]
+  read_fee = sum(share * beta for share, beta in zip(elsewhere, meta.beta_J))
+  if meta.router_reads:
+    lines.append(f"read on every question for their features: {', '.join(meta.router_reads)}; "
+                 f"{read_fee:.4g} per question on top")
+  if meta.router_fee or meta.router_reads:
     router = meta.beta_scale * meta.router_fee
-    lines.append(f"router's own fee per question: {router:.4g}; {mean_fee + router:.4g} in all")
+    lines.append(f"router's own fee per question: {router:.4g}; "
+                 f"{mean_fee + read_fee + router:.4g} in all")
   if meta.flops_J is not None and all(f is not None for f in meta.flops_J):
     mean_flops = sum(c * f for c, f in zip(counts, meta.flops_J)) / total
+    mean_flops += sum(share * f for share, f in zip(elsewhere, meta.flops_J))
     lines.append(f"mean agent FLOPs per question: {mean_flops:.4g}")
   return "\n".join(lines)

@@ -1,10 +1,12 @@
-"""Training and applying the rejector: an encoder with a (J+1)-way head over the agent pool.
+"""Training and applying the rejector: feature sources with a (J+1)-way head over the agent pool.
 
-The rejector reads a question with the start of its context (one window of its
-own tokenizer) and scores the agents. Its batches carry, beside the token ids,
-the matching rows of the agent store (per-agent EM, F1 and span NLL); the costs
-`alpha * loss + beta` are formed on the device inside the jitted step, so
-changing alpha, beta or the loss type never touches the stored agent outputs.
+The rejector (`l2d_jax.rejector.model.Rejector`) reads each question through
+its feature sources (the question with the start of its context, in one window
+of its own tokenizer; the agents' own features) and scores the agents. Its
+batches carry, beside the sources' inputs, the matching rows of the agent
+store (per-agent EM, F1 and span NLL); the costs `alpha * loss + beta` are
+formed on the device inside the jitted step, so changing alpha, beta or the
+loss type never touches the stored agent outputs.
 """
 
 import dataclasses
@@ -20,22 +22,19 @@ from l2d_jax.data.features import FeatureParams, make_features
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
 from l2d_jax.defer import surrogate
-from l2d_jax.models.config import EncoderConfig
-from l2d_jax.models.heads import SequenceClassifier
-from l2d_jax.models import hf_import
 from l2d_jax.train import inference
 from l2d_jax.train import loop as loop_lib
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.optim import OptimConfig, make_optimizer
 from l2d_jax.train.state import Trainable
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the text source's batch keys
 STORE_FIELDS = ("em", "f1", "span_nll")
 
 
 @dataclasses.dataclass(frozen=True)
 class RejectorData:
-  """Questions as rejector inputs `[E, L]` with their agents' per-question scores `[E, J]`."""
+  """Questions as rejector inputs (each source's arrays, `[E, ...]`) with their agents' scores."""
   inputs: dict[str, np.ndarray]
   scores: dict[str, np.ndarray]  # em, f1 (in [0, 1]) and span_nll, each [E, J]
   example_ids: list[str]
@@ -84,27 +83,11 @@ class CostSpec:
     return costs_lib.agent_costs(loss_BxJ, jnp.asarray(self.alpha_J), jnp.asarray(self.beta_J))
 
 
-def build_rejector(backbone: str, num_agents: int, *, vocab_size: int, num_layers: int,
-                   hidden_size: int, num_heads: int, intermediate_size: int, max_seq_len: int,
-                   compute_dtype: str = "float32", seed: int = 0) -> SequenceClassifier:
-  """A TinyBERT-sized encoder from scratch, or a pretrained backbone, with a `num_agents` head."""
-  if backbone == "scratch":
-    config = EncoderConfig(family="bert", vocab_size=vocab_size, hidden_size=hidden_size,
-                           num_layers=num_layers, num_heads=num_heads,
-                           intermediate_size=intermediate_size,
-                           max_position_embeddings=max(512, max_seq_len), dtype=compute_dtype)
-    return SequenceClassifier(config, num_agents, rngs=nnx.Rngs(seed))
-  from l2d_jax.models.hub import resolve_model_dir  # pylint: disable=import-outside-toplevel
-  return hf_import.load_pretrained(resolve_model_dir(backbone), task="classify",
-                                   num_labels=num_agents, num_layers=num_layers or None,
-                                   dtype=compute_dtype, seed=seed).model
-
-
 def rejector_loss(spec: CostSpec, u: float):
   """loss_fn(model, batch) for `Trainable.make_step`: the comp-sum surrogate on the batch's costs."""
 
   def loss_fn(model, batch):
-    logits_BxJ = model(*(batch[k] for k in INPUTS))
+    logits_BxJ = model(batch)
     costs_BxJ = spec.costs(batch)
     weight_B = batch["weight"]
     loss = surrogate.mean_comp_sum_loss(logits_BxJ, costs_BxJ, u, weight_B)
@@ -124,7 +107,7 @@ def predict_logits(model: nnx.Module, inputs: dict[str, np.ndarray], *, mesh=Non
 
 def _logits(model: nnx.Module, batch: dict) -> jax.Array:
   """The rejector's logits on one batch (module level: compiled once per model shape)."""
-  return model(*(batch[k] for k in INPUTS))
+  return model(batch)
 
 
 def allocation_metrics(logits_ExJ: np.ndarray, data: RejectorData, spec: CostSpec) -> dict:
@@ -162,7 +145,7 @@ class RejectorSettings:
   progress: bool = True
 
 
-def train_rejector(model: SequenceClassifier, train: RejectorData, spec: CostSpec,
+def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
                    settings: RejectorSettings, *, workdir: str | pathlib.Path,
                    validation: RejectorData | None = None, mesh=None) -> tuple[Trainable, dict]:
   """Trains `model` on `train`; evaluates on `validation` every `eval_every` steps.

@@ -1,7 +1,8 @@
 """Hyperparameter sweeps at the speed JAX allows: a frozen encoder and vmapped heads.
 
-In frozen-encoder mode the rejector's encoder (and pooler) runs once over every
-question; only the (J+1)-way linear head is trained. K configurations (beta
+In frozen-encoder mode the rejector's feature sources (the encoder and pooler,
+the agent-feature layer) run once over every question, giving the concatenated
+features the head reads; only the (J+1)-way linear head is trained. K configurations (beta
 scale, alpha, learning rate, u, seed) then train together in one compiled
 `lax.scan` over steps: all K heads see the same mini-batches, so a step is one
 wide matmul over the K heads (the surrogate is vmapped over configurations).
@@ -22,9 +23,9 @@ import optax
 
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import surrogate
-from l2d_jax.models.heads import SequenceClassifier
+from l2d_jax.rejector.model import Rejector
 from l2d_jax.train import inference
-from l2d_jax.train.rejector import INPUTS, CostSpec, RejectorData, allocation_metrics
+from l2d_jax.train.rejector import CostSpec, RejectorData, allocation_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +55,9 @@ def grid(**axes) -> list[SweepPoint]:
           for values in itertools.product(*(axes[n] for n in names))]
 
 
-def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *, mesh=None,
+def pooled_features(model: Rejector, inputs: dict[str, np.ndarray], *, mesh=None,
                     batch_size: int = 64, desc: str | None = None) -> np.ndarray:
-  """The classifier head's input `[E, H]` for every question (encoder + pooler, eval mode).
+  """The head's input `[E, D]` for every question: the sources' vectors side by side (eval mode).
 
   `desc` names a progress bar over the batches (none without it).
   """
@@ -64,7 +65,7 @@ def pooled_features(model: SequenceClassifier, inputs: dict[str, np.ndarray], *,
                                     desc=desc)
 
 
-def classifier_logits(model: SequenceClassifier, pooled_ExH: np.ndarray) -> np.ndarray:
+def classifier_logits(model: Rejector, pooled_ExH: np.ndarray) -> np.ndarray:
   """The model's own logits `[E, J]` from its pooled features: its head alone, in fp32 on the host.
 
   Equal to running the whole model on the inputs the features came from (in
@@ -76,9 +77,9 @@ def classifier_logits(model: SequenceClassifier, pooled_ExH: np.ndarray) -> np.n
           + local(model.classifier.bias))
 
 
-def _pooled(model: SequenceClassifier, batch: dict) -> jax.Array:
-  """The pooled [CLS] state of one batch (module level: compiled once per model shape)."""
-  return model.pooler(model.encoder(*(batch[k] for k in INPUTS))[:, 0])
+def _pooled(model: Rejector, batch: dict) -> jax.Array:
+  """The head's input on one batch (module level: compiled once per model shape)."""
+  return model.features(batch)
 
 
 @dataclasses.dataclass(frozen=True)

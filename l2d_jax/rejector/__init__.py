@@ -1,0 +1,1 @@
+"""The rejector as a head over named feature sources (text, agent features), one module each."""

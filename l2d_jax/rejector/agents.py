@@ -1,0 +1,129 @@
+"""The agent-feature source: what model agents themselves make of the question.
+
+For each feature agent (the main model by default, `rejector.feature_agents`)
+the rejector reads the agent's span statistics (`store.SPAN_STATISTICS`: its
+best-span probability, top-2 margin, start/end entropies, null margin, number
+of windows) and its pooled final hidden state, as precompute stored them: the
+batch key `agent_features` holds `[statistics, hidden]` of each agent in turn,
+raw. The source standardises them with a mean and standard deviation fitted
+on the rejector's training questions (held as constants: refitted, never
+trained), clips them to +-`Z_CLIP`, and returns the standardised features with
+a small GELU layer over them, `[z, gelu(W z + b)]`: a linear head over it is a
+linear model of the features plus a one-hidden-layer MLP, and stays useful
+when the layer is frozen at its initialization (the frozen-encoder mode).
+
+Running an agent to read its features costs its fee on every question: the
+report and the export charge it (`report_stage.routing_cost`).
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from l2d_jax.agents import store as store_lib
+
+NAME = "agents"
+INPUT = "agent_features"
+Z_CLIP = 5.0  # so that one outlying question cannot dominate the head
+
+
+class Statistic(nnx.Variable):
+  """A statistic of the training features: not trained, refitted whenever the source is built."""
+
+
+class AgentFeatureSource(nnx.Module):
+  """Raw agent features `[B, F]` -> `[z, gelu(W z + b)]`, `z` standardised and clipped."""
+
+  name = NAME
+
+  def __init__(self, agents: Sequence[str], widths: Sequence[int], train_features_ExF: np.ndarray,
+               *, hidden: int, seed: int = 0):
+    """`widths[a]`: agent a's columns (its statistics, then its hidden state)."""
+    train_features_ExF = np.asarray(train_features_ExF, np.float64)
+    if train_features_ExF.ndim != 2 or train_features_ExF.shape[1] != sum(widths):
+      raise ValueError(f"agent features of {list(agents)} have {sum(widths)} columns, got "
+                       f"shape {train_features_ExF.shape}")
+    if not np.isfinite(train_features_ExF).all():
+      raise ValueError(f"agent features of {list(agents)} are not finite on the training rows")
+    std_F = train_features_ExF.std(axis=0)
+    self.agents = tuple(agents)  # run on every question: the report and the export pay them
+    self.widths = tuple(int(w) for w in widths)
+    self.mean = Statistic(jnp.asarray(train_features_ExF.mean(axis=0), jnp.float32))
+    self.inv_std = Statistic(jnp.asarray(np.where(std_F > 0, 1.0 / np.maximum(std_F, 1e-30), 1.0),
+                                         jnp.float32))
+    self.dense = nnx.Linear(sum(widths), hidden, rngs=nnx.Rngs(seed))
+
+  @property
+  def input_specs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {INPUT: ("float32", (sum(self.widths),))}
+
+  @property
+  def dim(self) -> int:
+    return sum(self.widths) + self.dense.out_features
+
+  def __call__(self, batch: dict, *, deterministic: bool | None = None) -> jax.Array:
+    del deterministic  # no dropout
+    z_BxF = jnp.clip((batch[INPUT].astype(jnp.float32) - self.mean[...]) * self.inv_std[...],
+                     -Z_CLIP, Z_CLIP)
+    return jnp.concatenate([z_BxF, jax.nn.gelu(self.dense(z_BxF))], axis=-1)
+
+  def record(self) -> dict:
+    """The agents whose features `agent_features` holds, in order, and each one's columns."""
+    statistics = list(store_lib.SPAN_STATISTICS)
+    return {"input": INPUT, "agents": [
+        {"name": name, "statistics": statistics, "hidden_size": width - len(statistics)}
+        for name, width in zip(self.agents, self.widths)]}
+
+  def flops(self) -> float:
+    return float(2 * sum(self.widths) * self.dense.out_features)
+
+
+def feature_agents(config) -> tuple[str, ...]:
+  """The agents whose features the rejector reads: `rejector.feature_agents`, else agent 0.
+
+  Each must be a model agent of the pool (only those have features).
+  """
+  names = config.rejector.feature_agents or (config.agents[0].name,)
+  kinds = {agent.name: agent.kind for agent in config.agents}
+  for name in names:
+    if kinds.get(name) != "model":
+      raise ValueError(f"rejector.feature_agents: {name!r} is not a model agent of the pool "
+                       f"(model agents: {[n for n, k in kinds.items() if k == 'model']})")
+  if len(set(names)) != len(names):
+    raise ValueError(f"rejector.feature_agents names an agent twice: {list(names)}")
+  return tuple(names)
+
+
+def check(config) -> None:
+  """Refuses feature agents that are not model agents of the pool."""
+  feature_agents(config)
+
+
+def feature_matrix(per_agent: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+  """`[statistics, hidden]` of each agent side by side, float32 `[E, F]`."""
+  return np.concatenate([np.concatenate([stats, hidden], axis=1) for stats, hidden in per_agent],
+                        axis=1).astype(np.float32)
+
+
+def widths(per_agent: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[int, ...]:
+  return tuple(stats.shape[1] + hidden.shape[1] for stats, hidden in per_agent)
+
+
+def inputs(context) -> dict[str, np.ndarray]:
+  """The stored features of the feature agents for every evaluation question."""
+  store = context.pool.store()
+  return {INPUT: feature_matrix([store.agent_features(name)
+                                 for name in feature_agents(context.config)])}
+
+
+def build(context, train_inputs: dict[str, np.ndarray]) -> AgentFeatureSource:
+  """The source, standardised on `train_inputs` (the rejector's training questions)."""
+  names = feature_agents(context.config)
+  store = context.pool.store()
+  hidden_sizes = [store.agent_features(name, slice(0, 1))[1].shape[1] for name in names]
+  return AgentFeatureSource(
+      names, [len(store_lib.SPAN_STATISTICS) + h for h in hidden_sizes], train_inputs[INPUT],
+      hidden=context.config.rejector.agent_hidden, seed=context.config.train.seed)
