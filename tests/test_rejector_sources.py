@@ -1,0 +1,49 @@
+"""Rejector feature sources: the agent features' standardisation by hand, config checks."""
+
+import jax
+import numpy as np
+import pytest
+
+from l2d_jax import config as config_lib
+from l2d_jax.rejector import agents, sources
+
+
+def test_agent_features_are_standardised_on_the_training_rows_then_clipped():
+  train = np.array([[0.0, 1.0, 5.0], [2.0, 1.0, 7.0], [4.0, 1.0, 9.0]], np.float32)
+  source = agents.AgentFeatureSource(["main"], [3], train, hidden=4, seed=0)
+  batch = np.array([[2.0, 3.0, 7.0], [100.0, 1.0, 5.0]], np.float32)
+  std = np.sqrt(8 / 3)  # of 0, 2, 4 and of 5, 7, 9; the constant column keeps its scale
+  z = np.array([[0.0, 2.0, 0.0], [min(98.0 / std, agents.Z_CLIP), 0.0, -2.0 / std]])
+  out = np.asarray(source({agents.INPUT: batch}))
+  assert out.shape == (2, source.dim) and source.dim == 3 + 4
+  np.testing.assert_allclose(out[:, :3], z, rtol=1e-5, atol=1e-6)
+  kernel, bias = np.asarray(source.dense.kernel[...]), np.asarray(source.dense.bias[...])
+  np.testing.assert_allclose(out[:, 3:], np.asarray(jax.nn.gelu(z @ kernel + bias)),
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="not finite"):
+    agents.AgentFeatureSource(["main"], [3], np.full((2, 3), np.nan), hidden=4)
+
+
+def _config(**rejector):
+  config = config_lib.ExperimentConfig(agents=(
+      config_lib.AgentConfig(name="small", kind="model"),
+      config_lib.AgentConfig(name="big", kind="model"),
+      config_lib.AgentConfig(name="human", kind="human")))
+  for key, value in rejector.items():
+    config = config_lib.override(config, f"rejector.{key}={value}")
+  return config
+
+
+def test_inputs_and_feature_agents_are_checked_before_anything_runs():
+  sources.check(_config(inputs="text,agents"))
+  assert _config(inputs="text,agents").rejector.inputs == ("text", "agents")
+  assert agents.feature_agents(_config(inputs="agents")) == ("small",)  # agent 0 by default
+  assert agents.feature_agents(_config(inputs="agents", feature_agents="big,small")) == (
+      "big", "small")
+  with pytest.raises(ValueError, match=r"among \['agents', 'text'\], got \['text', 'logits'\]"):
+    sources.check(_config(inputs="text,logits"))
+  with pytest.raises(ValueError, match="distinct"):
+    sources.check(_config(inputs="text,text"))
+  with pytest.raises(ValueError, match="'human' is not a model agent"):
+    sources.check(_config(inputs="agents", feature_agents="human"))
+  sources.check(_config(inputs="text", feature_agents="human"))  # not read: not checked
