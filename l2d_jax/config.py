@@ -88,11 +88,15 @@ class RejectorConfig:
   max_seq_len: int = 384
   tokenizer: str = ""             # default: the backbone's (scratch: the first agent's)
   frozen_encoder: bool = False    # True: pool features once, train only the head
+  # The text encoder's attention-probability dropout; None: the backbone's (scratch: 0.1).
+  # 0 lets a GPU train it on fused attention (cuDNN, bf16), which cannot drop probabilities.
+  attention_dropout: float | None = None
   # The feature sources it reads (`l2d_jax.rejector.sources`): "text" (the question and
   # the start of its context, through the encoder above) and/or "agents" (the span
   # statistics and pooled hidden state of `feature_agents`, each then paid on every question).
   inputs: tuple[str, ...] = ("text",)
   feature_agents: tuple[str, ...] = ()  # model agents whose features it reads; (): agent 0
+  agent_parts: tuple[str, ...] = ("statistics", "hidden")  # what "agents" reads of each
   agent_hidden: int = 64          # width of the "agents" source's GELU layer
 
 

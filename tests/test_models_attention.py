@@ -122,3 +122,23 @@ def test_bf16_training_scatters_only_word_gradients_and_only_in_fp32():
   scatters = _scatter_adds(jax.make_jaxpr(jax.grad(loss))(params).jaxpr)
   assert [eqn.invars[0].aval.dtype for eqn in scatters] == [jnp.float32]
   assert scatters[0].invars[0].aval.shape == (50, 16)
+
+
+def test_attention_dropout_overrides_reach_experts_and_the_rejector():
+  """0 (fused attention on GPUs) or any rate from the config; None keeps BERT's 0.1."""
+  from l2d_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from l2d_jax.agents.pool import build_expert  # pylint: disable=import-outside-toplevel
+  from l2d_jax.rejector.text import text_source  # pylint: disable=import-outside-toplevel
+  sizes = dict(vocab_size=50, num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32,
+               max_seq_len=16)
+  for rate, expected in ((None, 0.1), (0.0, 0.0), (0.25, 0.25)):
+    source = nnx.eval_shape(lambda rate=rate: text_source("scratch", attention_dropout=rate,
+                                                          **sizes))
+    assert source.config.attention_dropout == expected
+    agent = config_lib.AgentConfig(model="scratch", num_layers=1, scratch_hidden=16,
+                                   finetune=config_lib.FinetuneConfig(attention_dropout=rate))
+    _, expert_config = build_expert(agent, vocab_size=50)
+    assert expert_config.attention_dropout == expected
+  pretrained = text_source("all-MiniLM-L6-v2", **{**sizes, "num_layers": 1},
+                           attention_dropout=0.0)  # a checkpoint's 0.1, overridden
+  assert pretrained.config.attention_dropout == 0.0 and pretrained.config.hidden_size == 384

@@ -62,18 +62,24 @@ class TextSource(nnx.Module):
 
 def text_source(backbone: str, *, vocab_size: int, num_layers: int, hidden_size: int,
                 num_heads: int, intermediate_size: int, max_seq_len: int,
-                compute_dtype: str = "float32", seed: int = 0) -> TextSource:
-  """A TinyBERT-sized encoder from scratch, or a pretrained backbone (first `num_layers`)."""
+                compute_dtype: str = "float32", attention_dropout: float | None = None,
+                seed: int = 0) -> TextSource:
+  """A TinyBERT-sized encoder from scratch, or a pretrained backbone (first `num_layers`).
+
+  `attention_dropout` None keeps the backbone's (scratch: BERT's 0.1).
+  """
   if backbone == "scratch":
     config = EncoderConfig(family="bert", vocab_size=vocab_size, hidden_size=hidden_size,
                            num_layers=num_layers, num_heads=num_heads,
                            intermediate_size=intermediate_size,
-                           max_position_embeddings=max(512, max_seq_len), dtype=compute_dtype)
+                           max_position_embeddings=max(512, max_seq_len), dtype=compute_dtype,
+                           **({} if attention_dropout is None
+                              else {"attention_dropout": attention_dropout}))
     return TextSource(SequenceClassifier(config, 1, rngs=nnx.Rngs(seed)), max_seq_len)
   from l2d_jax.models.hub import resolve_model_dir  # pylint: disable=import-outside-toplevel
   return TextSource(hf_import.load_pretrained(
       resolve_model_dir(backbone), task="classify", num_labels=1, num_layers=num_layers or None,
-      dtype=compute_dtype, seed=seed).model, max_seq_len)
+      dtype=compute_dtype, attention_dropout=attention_dropout, seed=seed).model, max_seq_len)
 
 
 def text_rejector(backbone: str, num_agents: int, *, seed: int = 0, **encoder) -> Rejector:
@@ -99,7 +105,8 @@ def build(context, train_inputs: dict[str, np.ndarray]) -> TextSource:
   return text_source(r.backbone, vocab_size=len(context.tokenizer), num_layers=r.num_layers,
                      hidden_size=r.hidden_size, num_heads=r.num_heads,
                      intermediate_size=r.intermediate_size, max_seq_len=r.max_seq_len,
-                     compute_dtype=t.compute_dtype, seed=t.seed)
+                     compute_dtype=t.compute_dtype, attention_dropout=r.attention_dropout,
+                     seed=t.seed)
 
 
 def hf_view(rejector: Rejector) -> SequenceClassifier | None:
