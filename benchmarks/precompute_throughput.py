@@ -18,7 +18,7 @@ first batch's shapes, fp32, the two frameworks' calls alternating: the four
 dense products (query/key/value as one fused product in both, as our encoder
 computes it; Hugging Face's BERT makes three), attention output, feed-forward
 up and down, and the softmax attention between them (the encoder's CPU path,
-`encoder._attention_per_example`, against `scaled_dot_product_attention` with
+`attention.attention_per_example`, against `scaled_dot_product_attention` with
 the same padding mask). It shows where the gap of the whole forward pass lives.
 
   python benchmarks/precompute_throughput.py [--num-features 512] [--batch-size 32] [--components]
@@ -42,7 +42,7 @@ from l2d_jax.data import squad
 from l2d_jax.data import tokenizer as tokenizer_lib
 from l2d_jax.models import flops as flops_lib
 from l2d_jax.models import hub
-from l2d_jax.models.encoder import _attention_per_example
+from l2d_jax.models.attention import attention_per_example
 from l2d_jax.models.hf_import import load_pretrained
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.finetune import MODEL_INPUTS
@@ -128,8 +128,8 @@ def time_components(config, attention_mask_BxL: np.ndarray, repeats: int = 5) ->
   shape = (batch, length, heads, hidden // heads)
   q, k, v = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
   mask_Bx1x1xL = attention_mask_BxL.astype(bool)[:, None, None, :]
-  attend = jax.jit(_attention_per_example)
-  args_jax = [jnp.asarray(a) for a in (q, k, v, mask_Bx1x1xL)]
+  attend = jax.jit(attention_per_example)
+  args_jax = [jnp.asarray(a) for a in (q, k, v, attention_mask_BxL.sum(axis=1))]
   qkv_torch = [torch.from_numpy(a.transpose(0, 2, 1, 3).copy()) for a in (q, k, v)]
   mask_torch = torch.from_numpy(mask_Bx1x1xL)
   with torch.inference_mode():

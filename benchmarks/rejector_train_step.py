@@ -90,18 +90,27 @@ def surrogate_max_diff(num_agents: int, seed: int) -> float:
 
 
 class TorchTrainer:
-  """BertForSequenceClassification trained as the rejector is: comp-sum, AdamW, clip, schedule."""
+  """BertForSequenceClassification trained as the rejector is: comp-sum, AdamW, clip, schedule.
+
+  On `device` (a CUDA GPU or the CPU), optionally under bf16 autocast and
+  `torch.compile` (of the model's forward); `attention_dropout` is its
+  attention-probability dropout (hidden dropout is always `_DROPOUT`).
+  """
 
   def __init__(self, args: argparse.Namespace, optim: OptimConfig, spec: CostSpec,
-               total_steps: int):
+               total_steps: int, *, device: str = "cpu", autocast: bool = False,
+               attention_dropout: float = _DROPOUT, compile_model: bool = False):
     torch.manual_seed(args.seed)
     config = transformers.BertConfig(
         vocab_size=args.vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
         num_attention_heads=args.num_heads, intermediate_size=args.intermediate_size,
         max_position_embeddings=max(512, args.max_seq_len), num_labels=args.num_agents,
-        hidden_dropout_prob=_DROPOUT, attention_probs_dropout_prob=_DROPOUT,
+        hidden_dropout_prob=_DROPOUT, attention_probs_dropout_prob=attention_dropout,
         attn_implementation=args.torch_attention)
-    self.model = transformers.BertForSequenceClassification(config).train()
+    self.device = torch.device(device)
+    self.model = transformers.BertForSequenceClassification(config).to(self.device).train()
+    self.forward = torch.compile(self.model) if compile_model else self.model
+    self.autocast = autocast
     matrices = [p for p in self.model.parameters() if p.ndim > 1]
     vectors = [p for p in self.model.parameters() if p.ndim <= 1]
     self.optimizer = torch.optim.AdamW(
@@ -114,20 +123,27 @@ class TorchTrainer:
     self.clip_norm = optim.clip_norm
     self.spec = spec
 
-  def step(self, batch: dict[str, np.ndarray]) -> float:
-    """One training step on `batch`; returns the loss (which waits for the step to finish)."""
+  def to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The model inputs and the batch's costs as tensors on the trainer's device."""
     alpha_J = np.asarray(self.spec.alpha_J, np.float32)
     beta_J = np.asarray(self.spec.beta_J, np.float32)
-    costs_BxJ = torch.from_numpy(alpha_J * (1.0 - batch["f1"]) + beta_J)
-    logits_BxJ = self.model(**{k: torch.from_numpy(batch[k].astype(np.int64))
-                               for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
-    loss = torch_comp_sum_loss(logits_BxJ, costs_BxJ)
+    tensors = {k: torch.from_numpy(batch[k].astype(np.int64)).to(self.device)
+               for k in ("input_ids", "attention_mask", "token_type_ids")}
+    tensors["costs"] = torch.from_numpy(alpha_J * (1.0 - batch["f1"]) + beta_J).to(self.device)
+    return tensors
+
+  def step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One training step on a `to_device` batch; returns the loss (a device tensor)."""
+    inputs = {k: v for k, v in batch.items() if k != "costs"}
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+      logits_BxJ = self.forward(**inputs).logits
+    loss = torch_comp_sum_loss(logits_BxJ.float(), batch["costs"])
     self.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
     self.optimizer.step()
     self.scheduler.step()
-    return loss.item()
+    return loss
 
 
 def peak_flops(device: jax.Device) -> float | None:
@@ -162,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
   total_steps = args.warmup + args.steps
   rng = np.random.default_rng(args.seed)
-  # The torch peer forms the same 1 - F1 costs in NumPy (TorchTrainer.step).
+  # The torch peer forms the same 1 - F1 costs in NumPy (TorchTrainer.to_device).
   spec = CostSpec("1-f1", (1.0,) * args.num_agents,
                   tuple(float(b) for b in rng.uniform(0.0, 0.5, args.num_agents)))
   optim = OptimConfig(learning_rate=1e-4)
@@ -186,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     return float(jax.block_until_ready(metrics["loss"]))
 
   peer = None if args.skip_torch else TorchTrainer(args, optim, spec, total_steps)
-  runners = {"jax": run_jax} if peer is None else {"jax": run_jax, "torch": peer.step}
+  runners = {"jax": run_jax}
+  if peer is not None:
+    torch_batches = {id(b): peer.to_device(b) for b in batches}
+    runners["torch"] = lambda batch: peer.step(torch_batches[id(batch)]).item()
 
   # Warm-up: compilation, allocators, thread pools.
   warmup_seconds, first_loss = {}, {}
