@@ -149,19 +149,24 @@ def smoke_run(tmp_path_factory):
   return config
 
 
-@pytest.mark.parametrize("inputs", ["text", "agents", "text,agents"])
-def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run, inputs):
+@pytest.mark.parametrize("inputs,parts", [("text", "statistics,hidden"),
+                                          ("agents", "statistics,hidden"),
+                                          ("text,agents", "statistics,hidden"),
+                                          ("agents", "statistics")])
+def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run, inputs, parts):
   """Each input choice trains, its features are the sources' vectors side by side (the head on
   them gives the model's logits), and the report pays the feature agent on every question."""
   config = config_lib.override(smoke_run, f"rejector.inputs={inputs}")
+  config = config_lib.override(config, f"rejector.agent_parts={parts}")
   mesh = mesh_lib.make_mesh()
   splits = load_splits(config.data, config.workdir)
   pool = prepare_pool(config, splits, config.workdir, mesh)
   stage = pipeline.train_rejector_stage(config, pool, splits, tmp_path, mesh)
   reads_agents = "agents" in inputs
   statistics, hidden = pool.store().agent_features(pool.names[0])
+  read = np.concatenate([statistics, hidden][:2 if "hidden" in parts else 1], axis=1)
   widths = {"text": config.rejector.hidden_size,
-            "agents": statistics.shape[1] + hidden.shape[1] + config.rejector.agent_hidden}
+            "agents": read.shape[1] + config.rejector.agent_hidden}
   assert stage.model.source_names == tuple(inputs.split(","))
   assert stage.pooled_test_ExH.shape == (stage.test.num_examples,
                                          sum(widths[name] for name in inputs.split(",")))
@@ -170,7 +175,7 @@ def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run
                              rtol=1e-4, atol=1e-5)
   if reads_agents:  # the raw features of agent 0 are those precompute stored, statistics first
     np.testing.assert_array_equal(stage.test.inputs["agent_features"],
-                                  np.concatenate([statistics, hidden], 1)[pool.num_rejector_train:])
+                                  read[pool.num_rejector_train:])
   assert np.isfinite(stage.train_metrics["deferral_loss"])
   outputs = report_stage.write_report(config, pool, splits, stage,
                                       pipeline.beta_curve(stage, pool, config),

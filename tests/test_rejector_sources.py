@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from l2d_jax import config as config_lib
+from l2d_jax.agents import store
 from l2d_jax.rejector import agents, sources
 
 
 def test_agent_features_are_standardised_on_the_training_rows_then_clipped():
   train = np.array([[0.0, 1.0, 5.0], [2.0, 1.0, 7.0], [4.0, 1.0, 9.0]], np.float32)
-  source = agents.AgentFeatureSource(["main"], [3], train, hidden=4, seed=0)
+  source = agents.AgentFeatureSource(["main"], [3], ["hidden"], train, hidden=4, seed=0)
   batch = np.array([[2.0, 3.0, 7.0], [100.0, 1.0, 5.0]], np.float32)
   std = np.sqrt(8 / 3)  # of 0, 2, 4 and of 5, 7, 9; the constant column keeps its scale
   z = np.array([[0.0, 2.0, 0.0], [min(98.0 / std, agents.Z_CLIP), 0.0, -2.0 / std]])
@@ -21,7 +22,25 @@ def test_agent_features_are_standardised_on_the_training_rows_then_clipped():
   np.testing.assert_allclose(out[:, 3:], np.asarray(jax.nn.gelu(z @ kernel + bias)),
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="not finite"):
-    agents.AgentFeatureSource(["main"], [3], np.full((2, 3), np.nan), hidden=4)
+    agents.AgentFeatureSource(["main"], [3], ["hidden"], np.full((2, 3), np.nan), hidden=4)
+
+
+def test_the_parts_read_of_each_agent_set_the_columns_and_the_export_record():
+  stats = [np.full((2, 6), 1.0), np.full((2, 6), 3.0)]
+  hidden = [np.full((2, 4), 2.0), np.full((2, 5), 4.0)]
+  per_agent = list(zip(stats, hidden))
+  np.testing.assert_array_equal(agents.feature_matrix(per_agent)[0],
+                                [1.0] * 6 + [2.0] * 4 + [3.0] * 6 + [4.0] * 5)
+  np.testing.assert_array_equal(agents.feature_matrix(per_agent, ["statistics"])[0],
+                                [1.0] * 6 + [3.0] * 6)
+  np.testing.assert_array_equal(agents.feature_matrix(per_agent, ["hidden"])[0],
+                                [2.0] * 4 + [4.0] * 5)
+  train = np.random.default_rng(0).normal(size=(8, 12))
+  source = agents.AgentFeatureSource(["a", "b"], [4, 5], ["statistics"], train, hidden=3)
+  assert source.input_specs == {"agent_features": ("float32", (12,))} and source.dim == 15
+  assert source.record() == {"input": "agent_features", "parts": ["statistics"], "agents": [
+      {"name": "a", "statistics": list(store.SPAN_STATISTICS), "hidden_size": 0},
+      {"name": "b", "statistics": list(store.SPAN_STATISTICS), "hidden_size": 0}]}
 
 
 def _config(**rejector):
@@ -47,3 +66,6 @@ def test_inputs_and_feature_agents_are_checked_before_anything_runs():
   with pytest.raises(ValueError, match="'human' is not a model agent"):
     sources.check(_config(inputs="agents", feature_agents="human"))
   sources.check(_config(inputs="text", feature_agents="human"))  # not read: not checked
+  sources.check(_config(inputs="agents", agent_parts="statistics"))
+  with pytest.raises(ValueError, match=r"among \['statistics', 'hidden'\], got \['logits'\]"):
+    sources.check(_config(inputs="agents", agent_parts="logits"))

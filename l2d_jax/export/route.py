@@ -181,14 +181,15 @@ def _agent_inputs(export_dir, router: Router, source: dict, examples: list[Examp
                  for name in names}
     said = (f"agent features of {', '.join(names)}: computed by the agents exported in "
             f"{pathlib.Path(export_dir) / agent_features.AGENTS_DIR}")
+  parts = source["parts"]
   for agent in source["agents"]:
-    statistics, hidden = per_agent[agent["name"]]
-    if (agent["statistics"] != list(store_lib.SPAN_STATISTICS)
-        or hidden.shape[1] != agent["hidden_size"]):
-      raise UserError(f"agent {agent['name']!r}: the router reads {agent['statistics']} and a "
-                      f"hidden state of {agent['hidden_size']}, got {statistics.shape[1]} "
-                      f"statistics and {hidden.shape[1]} ({said})")
-  return {source["input"]: agent_source.feature_matrix([per_agent[n] for n in names])}, said
+    _, hidden = per_agent[agent["name"]]
+    if ("statistics" in parts and agent["statistics"] != list(store_lib.SPAN_STATISTICS)
+        or "hidden" in parts and hidden.shape[1] != agent["hidden_size"]):
+      raise UserError(f"agent {agent['name']!r}: the router reads the statistics "
+                      f"{agent['statistics']} and a hidden state of {agent['hidden_size']}, got "
+                      f"{list(store_lib.SPAN_STATISTICS)} and {hidden.shape[1]} ({said})")
+  return {source["input"]: agent_source.feature_matrix([per_agent[n] for n in names], parts)}, said
 
 
 _SOURCE_INPUTS = {"text": _text_inputs, "agents": _agent_inputs}  # router.json source -> inputs

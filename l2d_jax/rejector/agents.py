@@ -3,9 +3,9 @@
 For each feature agent (the main model by default, `rejector.feature_agents`)
 the rejector reads the agent's span statistics (`store.SPAN_STATISTICS`: its
 best-span probability, top-2 margin, start/end entropies, null margin, number
-of windows) and its pooled final hidden state, as precompute stored them: the
-batch key `agent_features` holds `[statistics, hidden]` of each agent in turn,
-raw. The source standardises them with a mean and standard deviation fitted
+of windows) and its pooled final hidden state, as precompute stored them, or
+one of the two (`rejector.agent_parts`): the batch key `agent_features` holds
+`[statistics, hidden]` of each agent in turn, raw. The source standardises them with a mean and standard deviation fitted
 on the rejector's training questions (held as constants: refitted, never
 trained), clips them to +-`Z_CLIP`, and returns the standardised features with
 a small GELU layer over them, `[z, gelu(W z + b)]`: a linear head over it is a
@@ -27,6 +27,7 @@ from l2d_jax.agents import store as store_lib
 
 NAME = "agents"
 INPUT = "agent_features"
+PARTS = ("statistics", "hidden")  # what it may read of each agent, in this order
 Z_CLIP = 5.0  # so that one outlying question cannot dominate the head
 
 
@@ -39,9 +40,11 @@ class AgentFeatureSource(nnx.Module):
 
   name = NAME
 
-  def __init__(self, agents: Sequence[str], widths: Sequence[int], train_features_ExF: np.ndarray,
-               *, hidden: int, seed: int = 0):
-    """`widths[a]`: agent a's columns (its statistics, then its hidden state)."""
+  def __init__(self, agents: Sequence[str], hidden_sizes: Sequence[int], parts: Sequence[str],
+               train_features_ExF: np.ndarray, *, hidden: int, seed: int = 0):
+    """`hidden_sizes[a]`: agent a's hidden state size; `parts`: what is read of each agent."""
+    widths = [len(store_lib.SPAN_STATISTICS) * ("statistics" in parts)
+              + size * ("hidden" in parts) for size in hidden_sizes]
     train_features_ExF = np.asarray(train_features_ExF, np.float64)
     if train_features_ExF.ndim != 2 or train_features_ExF.shape[1] != sum(widths):
       raise ValueError(f"agent features of {list(agents)} have {sum(widths)} columns, got "
@@ -50,6 +53,8 @@ class AgentFeatureSource(nnx.Module):
       raise ValueError(f"agent features of {list(agents)} are not finite on the training rows")
     std_F = train_features_ExF.std(axis=0)
     self.agents = tuple(agents)  # run on every question: the report and the export pay them
+    self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
+    self.parts = tuple(parts)
     self.widths = tuple(int(w) for w in widths)
     self.mean = Statistic(jnp.asarray(train_features_ExF.mean(axis=0), jnp.float32))
     self.inv_std = Statistic(jnp.asarray(np.where(std_F > 0, 1.0 / np.maximum(std_F, 1e-30), 1.0),
@@ -72,10 +77,10 @@ class AgentFeatureSource(nnx.Module):
 
   def record(self) -> dict:
     """The agents whose features `agent_features` holds, in order, and each one's columns."""
-    statistics = list(store_lib.SPAN_STATISTICS)
-    return {"input": INPUT, "agents": [
-        {"name": name, "statistics": statistics, "hidden_size": width - len(statistics)}
-        for name, width in zip(self.agents, self.widths)]}
+    statistics = list(store_lib.SPAN_STATISTICS) if "statistics" in self.parts else []
+    return {"input": INPUT, "parts": list(self.parts), "agents": [
+        {"name": name, "statistics": statistics, "hidden_size": size * ("hidden" in self.parts)}
+        for name, size in zip(self.agents, self.hidden_sizes)]}
 
   def flops(self) -> float:
     return float(2 * sum(self.widths) * self.dense.out_features)
@@ -98,25 +103,27 @@ def feature_agents(config) -> tuple[str, ...]:
 
 
 def check(config) -> None:
-  """Refuses feature agents that are not model agents of the pool."""
+  """Refuses feature agents that are not model agents of the pool, and unknown parts."""
   feature_agents(config)
+  parts = config.rejector.agent_parts
+  if not parts or len(set(parts)) != len(parts) or not set(parts) <= set(PARTS):
+    raise ValueError(f"rejector.agent_parts must name distinct parts among {list(PARTS)}, got "
+                     f"{list(parts)}")
 
 
-def feature_matrix(per_agent: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-  """`[statistics, hidden]` of each agent side by side, float32 `[E, F]`."""
-  return np.concatenate([np.concatenate([stats, hidden], axis=1) for stats, hidden in per_agent],
-                        axis=1).astype(np.float32)
-
-
-def widths(per_agent: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[int, ...]:
-  return tuple(stats.shape[1] + hidden.shape[1] for stats, hidden in per_agent)
+def feature_matrix(per_agent: Sequence[tuple[np.ndarray, np.ndarray]],
+                   parts: Sequence[str] = PARTS) -> np.ndarray:
+  """The `parts` of each agent's (statistics, hidden) side by side, float32 `[E, F]`."""
+  return np.concatenate([array for pair in per_agent for part, array in zip(PARTS, pair)
+                         if part in parts], axis=1).astype(np.float32)
 
 
 def inputs(context) -> dict[str, np.ndarray]:
   """The stored features of the feature agents for every evaluation question."""
   store = context.pool.store()
   return {INPUT: feature_matrix([store.agent_features(name)
-                                 for name in feature_agents(context.config)])}
+                                 for name in feature_agents(context.config)],
+                                context.config.rejector.agent_parts)}
 
 
 def build(context, train_inputs: dict[str, np.ndarray]) -> AgentFeatureSource:
@@ -125,5 +132,5 @@ def build(context, train_inputs: dict[str, np.ndarray]) -> AgentFeatureSource:
   store = context.pool.store()
   hidden_sizes = [store.agent_features(name, slice(0, 1))[1].shape[1] for name in names]
   return AgentFeatureSource(
-      names, [len(store_lib.SPAN_STATISTICS) + h for h in hidden_sizes], train_inputs[INPUT],
+      names, hidden_sizes, context.config.rejector.agent_parts, train_inputs[INPUT],
       hidden=context.config.rejector.agent_hidden, seed=context.config.train.seed)
