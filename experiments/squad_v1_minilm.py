@@ -17,6 +17,7 @@ at F1 0.11 to 0.15. Each size is worth its fee against the next smaller one
 times the 6-layer fee can use, so the pool starts at 3 layers.
 """
 
+import dataclasses
 import pathlib
 
 from l2d_jax import config as C
@@ -27,19 +28,40 @@ FILE = "dev-v1.1.json"
 
 
 EXPERT_LAYERS = (3, 4, 6)
-# What a GPU makes cheap: 3 epochs at 384 tokens (1,011 steps, about 20 s per expert on an H200).
-GPU_RECIPE = {"max_seq_len": 384, "epochs": 3.0}
+# What a GPU makes cheap: 3 epochs at 384 tokens (1,011 steps, about 20 s per expert on an
+# H200, measured in fp32), here in bf16 without attention-probability dropout, so that
+# training runs on cuDNN's fused attention (models.attention).
+GPU_RECIPE = {"max_seq_len": 384, "epochs": 3.0, "compute_dtype": "bfloat16",
+              "attention_dropout": 0.0}
 
 
 def minilm_expert(num_layers: int, *, max_seq_len: int = 256, epochs: float = 2.0,
-                  batch_size: int = 16, learning_rate: float = 2e-4) -> C.AgentConfig:
+                  batch_size: int = 16, learning_rate: float = 2e-4,
+                  compute_dtype: str = "float32",
+                  attention_dropout: float | None = None) -> C.AgentConfig:
   return C.AgentConfig(
       name=f"minilm-{num_layers}L", kind="model", model="all-MiniLM-L6-v2", num_layers=num_layers,
       fee="flops",
       finetune=C.FinetuneConfig(epochs=epochs, batch_size=batch_size, max_seq_len=max_seq_len,
                                 doc_stride=max_seq_len // 3, max_query_len=64,
                                 optim=OptimConfig(learning_rate=learning_rate,
-                                                  warmup_fraction=0.1)))
+                                                  warmup_fraction=0.1),
+                                compute_dtype=compute_dtype,
+                                attention_dropout=attention_dropout))
+
+
+def on_gpu(config: C.ExperimentConfig) -> C.ExperimentConfig:
+  """`config` with its model experts on `GPU_RECIPE` and its rejector trained the same way.
+
+  The rejector's text encoder trains in bf16 without attention-probability
+  dropout, on fused attention; everything else is the CPU experiment's.
+  """
+  agents = tuple(minilm_expert(a.num_layers, **GPU_RECIPE) if a.kind == "model" else a
+                 for a in config.agents)
+  return dataclasses.replace(
+      config, agents=agents,
+      rejector=dataclasses.replace(config.rejector, attention_dropout=0.0),
+      train=dataclasses.replace(config.train, compute_dtype="bfloat16"))
 
 
 def get_config() -> C.ExperimentConfig:

@@ -1,6 +1,7 @@
 """squad_v1_minilm at the setting meant for a GPU: each expert fine-tuned 3 epochs at 384 tokens.
 
-Everything else is squad_v1_minilm's (splits, human agent, rejector, costs,
+Experts and rejector train in bf16 on fused attention (`squad_v1_minilm.on_gpu`);
+everything else is squad_v1_minilm's (splits, human agent, rejector, costs,
 beta curve), so the two reports compare directly: only the experts are
 stronger. One command on a GPU machine, from the repository root:
 
@@ -15,8 +16,5 @@ import squad_v1_minilm as v1
 
 
 def get_config() -> C.ExperimentConfig:
-  config = v1.get_config()
-  agents = tuple(v1.minilm_expert(a.num_layers, **v1.GPU_RECIPE)
-                 if a.kind == "model" else a for a in config.agents)
-  return dataclasses.replace(config, name="squad_v1_minilm_gpu",
-                             workdir="runs/squad_v1_minilm_gpu", agents=agents)
+  return dataclasses.replace(v1.on_gpu(v1.get_config()), name="squad_v1_minilm_gpu",
+                             workdir="runs/squad_v1_minilm_gpu")

@@ -2,7 +2,8 @@
 
 Each expert starts from its size's expert of squad_v1_minilm_gpu (run that
 first, from the same directory) and is fine-tuned 3 epochs at 384 tokens on
-v2's expert_train; everything else is squad_v2_minilm's.
+v2's expert_train, in bf16 on fused attention as the rejector is
+(`squad_v1_minilm.on_gpu`); everything else is squad_v2_minilm's.
 
   l2d-jax run --config squad_v2_minilm_gpu
 """
@@ -18,10 +19,8 @@ V1_EXPERTS = "runs/squad_v1_minilm_gpu/experts"
 
 
 def get_config() -> C.ExperimentConfig:
-  config = v2.get_config()
-  agents = tuple(
-      dataclasses.replace(v1.minilm_expert(a.num_layers, **v1.GPU_RECIPE),
-                          init_from=f"{V1_EXPERTS}/{a.name}/checkpoints")
-      for a in config.agents)
+  config = v1.on_gpu(v2.get_config())
+  agents = tuple(dataclasses.replace(a, init_from=f"{V1_EXPERTS}/{a.name}/checkpoints")
+                 if a.kind == "model" else a for a in config.agents)
   return dataclasses.replace(config, name="squad_v2_minilm_gpu",
                              workdir="runs/squad_v2_minilm_gpu", agents=agents)

@@ -85,6 +85,17 @@ def test_kernel_choice(backend, kind, dtype, head_dim, dropout, portable, expect
                                      portable_only=portable) == expected
 
 
+def test_a_refused_cudnn_call_falls_back_to_xla(monkeypatch, caplog):
+  """cuDNN refuses some calls only while tracing (here: no cuDNN at all): XLA serves them."""
+  monkeypatch.setattr(attention_lib, "choose_kernel", lambda **_: "cudnn")
+  query, key, value = _qkv(26)
+  lengths_B = jnp.asarray(LENGTHS)
+  with caplog.at_level("WARNING"):
+    context = jax.jit(attention_lib.attend)(query, key, value, lengths_B)
+  np.testing.assert_allclose(context, _masked_reference(query, key, value, lengths_B), atol=2e-6)
+  assert "cuDNN flash attention refused" in caplog.text
+
+
 def test_portable_context_is_scoped():
   with attention_lib.portable():
     assert attention_lib._PORTABLE.get()

@@ -22,6 +22,8 @@ platform's kernel in: trace it under `portable()`.
 
 import contextlib
 import contextvars
+import functools
+import logging
 import math
 
 import jax
@@ -75,7 +77,18 @@ def attend(query_BxLxNxD: jax.Array, key_BxLxNxD: jax.Array, value_BxLxNxD: jax.
     return attention_per_example(query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, lengths_B, dropout)
   if kernel == "explicit":
     return attention_explicit(query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, lengths_B, dropout)
-  return attention_fused(query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, lengths_B, kernel)
+  if kernel == "cudnn":
+    try:
+      return attention_fused(query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, lengths_B, "cudnn")
+    except (NotImplementedError, RuntimeError, ValueError) as err:  # refused while tracing
+      _warn_cudnn_refused(f"{type(err).__name__}: {err}")
+  return attention_fused(query_BxLxNxD, key_BxLxNxD, value_BxLxNxD, lengths_B, "xla")
+
+
+@functools.cache
+def _warn_cudnn_refused(reason: str) -> None:
+  """Says once per distinct refusal that attention falls back from cuDNN to XLA."""
+  logging.warning("cuDNN flash attention refused this call (%s); using XLA's attention", reason)
 
 
 def key_mask(lengths_B: jax.Array, length: int) -> jax.Array:
