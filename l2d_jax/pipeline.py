@@ -24,6 +24,7 @@ from l2d_jax import config as config_lib
 from l2d_jax.agents.pool import Pool, agent_tokenizer, prepare_pool
 from l2d_jax.data.sources import Splits, load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
+from l2d_jax.evaluate import baselines
 from l2d_jax.models.hub import resolve_model_dir
 from l2d_jax.rejector import sources
 from l2d_jax.train import mesh as mesh_lib
@@ -65,13 +66,34 @@ def rejector_tokenizer(config: config_lib.ExperimentConfig, splits: Splits):
 
 
 def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
-              beta_scale: float | None = None) -> rejector_lib.CostSpec:
+              beta_scale: float | None = None,
+              fees_J: np.ndarray | None = None) -> rejector_lib.CostSpec:
+  """`alpha * loss + beta_scale * fee` with the pool's fees, or `fees_J` (`route_fees`)."""
   alpha = config.costs.alpha or (1.0,) * len(pool.names)
   if len(alpha) != len(pool.names):
     raise ValueError(f"costs.alpha has {len(alpha)} values for {len(pool.names)} agents")
   scale = config.costs.beta_scale if beta_scale is None else beta_scale
+  fees_J = pool.fees_J if fees_J is None else fees_J
   return rejector_lib.CostSpec(config.costs.loss, tuple(float(a) for a in alpha),
-                               tuple(float(scale * f) for f in pool.fees_J))
+                               tuple(float(scale * f) for f in fees_J))
+
+
+def paid_agents(pool: Pool, model) -> list[int]:
+  """The agents the rejector runs on every question to read their features, as indices.
+
+  Each is paid on every question, as a cascade pays its main model; a question
+  routed to one of them pays nothing more for it.
+  """
+  return [pool.names.index(name) for name in model.paid_agents]
+
+
+def route_fees(pool: Pool, model) -> np.ndarray:
+  """What routing a question to each agent adds to what it pays: the fees the rejector learns.
+
+  An agent's fee, or 0 for one it runs on every question anyway (`paid_agents`):
+  whichever agent answers, that fee is paid, so it cannot steer the choice.
+  """
+  return baselines.routing_fees(pool.fees_J, 0.0, paid_agents(pool, model))[1]
 
 
 def rejector_data(pool: Pool, inputs: dict[str, np.ndarray]) -> rejector_lib.RejectorData:
@@ -110,7 +132,7 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
   r, t = config.rejector, config.train
   tokenizer = rejector_tokenizer(config, splits)
   model, data = build_rejector(config, pool, tokenizer)
-  spec = cost_spec(config, pool)
+  spec = cost_spec(config, pool, fees_J=route_fees(pool, model))
   if not all(np.isfinite(spec.costs(data.scores)).all(axis=0)):
     raise ValueError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
                      "(span_nll needs logits: predictions-file and human agents have none)")
@@ -144,7 +166,7 @@ def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorDat
                                learning_rate=config.train.optim.learning_rate, u=config.train.u,
                                seed=config.train.seed)
   kernels, biases = sweep_lib.train_heads(
-      pooled_ExH, train.scores, pool.fees_J, config.costs.loss, [point],
+      pooled_ExH, train.scores, route_fees(pool, model), config.costs.loss, [point],
       sweep_lib.HeadTraining(steps=config.train.steps, batch_size=config.train.batch_size))
   model.classifier.kernel[...] = kernels[0]
   model.classifier.bias[...] = biases[0]
@@ -163,8 +185,8 @@ def beta_curve(stage: RejectorStage, pool: Pool, config: config_lib.ExperimentCo
   points = [sweep_lib.SweepPoint(beta_scale=b, learning_rate=1e-2, u=config.train.u,
                                  seed=config.train.seed) for b in config.eval.beta_scales]
   kernels, biases = sweep_lib.train_heads(
-      stage.pooled_train_ExH, stage.train.scores, pool.fees_J, config.costs.loss, points,
-      sweep_lib.HeadTraining(steps=300, batch_size=256))
+      stage.pooled_train_ExH, stage.train.scores, route_fees(pool, stage.model),
+      config.costs.loss, points, sweep_lib.HeadTraining(steps=300, batch_size=256))
   return [(p.beta_scale, np.argmax(stage.pooled_test_ExH @ k + b, axis=1))
           for p, k, b in zip(points, kernels, biases)]
 

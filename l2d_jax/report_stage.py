@@ -68,8 +68,8 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
   """The rejector's logits on the validation questions of rejector_train, priced as the report.
 
   Every question pays the rejector's own fee (`routing_cost`) and the agents
-  whose features it reads (`paid_agents`), then the fee of the agent it goes
-  to unless that one is paid already (`baselines.routing_fees`). Where
+  whose features it reads (`pipeline.paid_agents`), then the fee of the agent
+  it goes to unless that one is paid already (`baselines.routing_fees`). Where
   rejector_train has too few articles to hold some out
   (`pipeline.validation_rows`), the rejector trained on these questions and
   `source` says so.
@@ -83,7 +83,7 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
             "few articles to hold some out): expect test to stray more than the standard error")
   rejector_fee, _ = routing_cost(config, pool, stage.model)
   fixed_fee, route_fee_J = baselines.routing_fees(pool.fees_J, rejector_fee,
-                                                  paid_agents(pool, stage.model))
+                                                  pipeline.paid_agents(pool, stage.model))
   return budget_lib.Calibration(
       agent_names=tuple(pool.names),
       logits_ExJ=sweep_lib.classifier_logits(stage.model, stage.pooled_train_ExH[val_rows]),
@@ -96,7 +96,7 @@ def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tupl
   The fee follows `eval.rejector_fee`: "flops" prices the FLOPs as the pool's
   most compute-hungry model agent is priced (its fee per FLOP: with "flops"
   fees, FLOPs divided by its FLOPs); a number is taken as it is. The agents
-  whose features it reads are paid besides (`paid_agents`).
+  whose features it reads are paid besides (`pipeline.paid_agents`).
   """
   check_rejector_fee(config.eval.rejector_fee)
   flops = model.flops()
@@ -109,15 +109,6 @@ def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tupl
                      "eval.rejector_fee=0)")
   per_reference = fees_lib.fee_from("flops", flops, reference_flops=float(pool.flops_J[reference]))
   return per_reference * float(pool.fees_J[reference]), flops
-
-
-def paid_agents(pool: Pool, model) -> list[int]:
-  """The agents the rejector runs on every question to read their features, as indices.
-
-  Each is paid on every question, as a cascade pays its main model; a question
-  routed to one of them pays nothing more for it.
-  """
-  return [pool.names.index(name) for name in model.paid_agents]
 
 
 def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits, stage,
@@ -146,7 +137,7 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   report = report_lib.build_report(
       test_table(config, pool, stage.test), conf_E, alloc_E, curve,
       random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
-      rejector_flops=rejector_flops, rejector_paid=paid_agents(pool, stage.model),
+      rejector_flops=rejector_flops, rejector_paid=pipeline.paid_agents(pool, stage.model),
       budgets=config.eval.budgets, calibration=calibration, rejector_logits_ExJ=logits_ExJ,
       metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)

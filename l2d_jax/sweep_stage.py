@@ -69,12 +69,13 @@ def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, ste
   pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh, desc="pooled features")
   train_rows, val_rows = pipeline.validation_rows(pool)
   test_rows = np.arange(pool.num_rejector_train, len(pool.examples))
+  fees_J = pipeline.route_fees(pool, model)  # a feature agent, paid anyway, adds nothing
   kernels, biases = sweep_lib.train_heads(
-      pooled[train_rows], data.select(train_rows).scores, pool.fees_J, config.costs.loss, points,
+      pooled[train_rows], data.select(train_rows).scores, fees_J, config.costs.loss, points,
       sweep_lib.HeadTraining(steps=steps, batch_size=config.train.batch_size))
   rows = []
   for part, index in (("val", val_rows), ("test", test_rows)):
-    scored = sweep_lib.evaluate_heads(pooled[index], data.select(index), pool.fees_J,
+    scored = sweep_lib.evaluate_heads(pooled[index], data.select(index), fees_J,
                                       config.costs.loss, points, kernels, biases)
     for k, row in enumerate(scored):
       if part == "val":

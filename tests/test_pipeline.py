@@ -177,6 +177,10 @@ def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run
     np.testing.assert_array_equal(stage.test.inputs["agent_features"],
                                   read[pool.num_rejector_train:])
   assert np.isfinite(stage.train_metrics["deferral_loss"])
+  # trained on what a route adds: small-1L, run on every question to read it, adds nothing
+  scale = config.costs.beta_scale
+  assert stage.spec.beta_J == pytest.approx(
+      [0.0 if reads_agents else scale * pool.fees_J[0], scale * pool.fees_J[1]])
   outputs = report_stage.write_report(config, pool, splits, stage,
                                       pipeline.beta_curve(stage, pool, config),
                                       tmp_path / "report", {})
