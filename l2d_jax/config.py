@@ -144,6 +144,10 @@ class EvalConfig:
 class ExperimentConfig:
   name: str = "experiment"
   workdir: str = "runs/experiment"
+  # Another run's workdir whose agent pool (fine-tuned experts, agent store) this one reads
+  # instead of building its own, e.g. to compare rejectors over the same agents; every agent
+  # must be complete there, made with this config's settings. "": the pool is the workdir's.
+  pool_from: str = ""
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   agents: tuple[AgentConfig, ...] = ()
   rejector: RejectorConfig = dataclasses.field(default_factory=RejectorConfig)

@@ -21,9 +21,10 @@ import time
 import numpy as np
 
 from l2d_jax import config as config_lib
-from l2d_jax.agents.pool import Pool, agent_tokenizer, prepare_pool
+from l2d_jax.agents.pool import Pool, agent_tokenizer, experiment_pool
 from l2d_jax.data.sources import Splits, load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
+from l2d_jax.errors import ConfigError
 from l2d_jax.evaluate import baselines
 from l2d_jax.models.hub import resolve_model_dir
 from l2d_jax.rejector import sources
@@ -62,7 +63,29 @@ def rejector_tokenizer(config: config_lib.ExperimentConfig, splits: Splits):
     return load_tokenizer(rejector.tokenizer)
   if rejector.backbone != "scratch":
     return load_tokenizer(resolve_model_dir(rejector.backbone))
-  return agent_tokenizer(next(a for a in config.agents if a.kind == "model"), splits)
+  model_agent = next((a for a in config.agents if a.kind == "model"), None)
+  if model_agent is None:
+    raise ConfigError("a rejector from scratch reads with the first model agent's tokenizer, "
+                      "and the pool has none: set rejector.tokenizer or rejector.backbone")
+  return agent_tokenizer(model_agent, splits)
+
+
+def check_agents(config: config_lib.ExperimentConfig, until: str) -> None:
+  """Refuses, before anything runs, a pool the stages up to `until` could not use.
+
+  `costs.alpha` gives one weight per agent or none. Agent 0 is the main model,
+  whose confidence the report's cascade reads: a report needs it to be a
+  model agent.
+  """
+  if not config.agents:
+    raise ConfigError("the experiment has no agents")
+  if STAGES.index(until) >= STAGES.index("report") and config.agents[0].kind != "model":
+    raise ConfigError(f"agents.0 ({config.agents[0].name!r}, kind {config.agents[0].kind!r}) is "
+                      "the main model and must be a model agent: the cascade reads its "
+                      "confidence")
+  if config.costs.alpha and len(config.costs.alpha) != len(config.agents):
+    raise ConfigError(f"costs.alpha has {len(config.costs.alpha)} values for "
+                      f"{len(config.agents)} agents")
 
 
 def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
@@ -71,7 +94,7 @@ def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
   """`alpha * loss + beta_scale * fee` with the pool's fees, or `fees_J` (`route_fees`)."""
   alpha = config.costs.alpha or (1.0,) * len(pool.names)
   if len(alpha) != len(pool.names):
-    raise ValueError(f"costs.alpha has {len(alpha)} values for {len(pool.names)} agents")
+    raise ConfigError(f"costs.alpha has {len(alpha)} values for {len(pool.names)} agents")
   scale = config.costs.beta_scale if beta_scale is None else beta_scale
   fees_J = pool.fees_J if fees_J is None else fees_J
   return rejector_lib.CostSpec(config.costs.loss, tuple(float(a) for a in alpha),
@@ -134,7 +157,7 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
   model, data = build_rejector(config, pool, tokenizer)
   spec = cost_spec(config, pool, fees_J=route_fees(pool, model))
   if not all(np.isfinite(spec.costs(data.scores)).all(axis=0)):
-    raise ValueError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
+    raise ConfigError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
                      "(span_nll needs logits: predictions-file and human agents have none)")
   train_rows, val_rows = validation_rows(pool)
   test = data.select(np.arange(pool.num_rejector_train, len(pool.examples)))
@@ -197,6 +220,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
     raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
   from l2d_jax import report_stage  # pylint: disable=import-outside-toplevel
   report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
+  check_agents(config, until)
   sources.check(config)
   report_stage.check_budgets(config)
   workdir = pathlib.Path(config.workdir)
@@ -210,7 +234,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   timings["data"] = time.perf_counter() - start
   if until == "data":
     return outputs
-  pool = prepare_pool(config, splits, workdir, mesh)
+  pool = experiment_pool(config, splits, mesh)
   timings["agents"] = time.perf_counter() - start - sum(timings.values())
   outputs["store"] = str(pool.store_dir)
   if until == "agents":

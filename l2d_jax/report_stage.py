@@ -24,6 +24,7 @@ from l2d_jax.data.sources import Splits
 from l2d_jax.defer import budget as budget_lib
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import policy
+from l2d_jax.errors import ConfigError
 from l2d_jax.evaluate import baselines, plot, report as report_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
@@ -46,7 +47,7 @@ def check_rejector_fee(spec: str) -> None:
   if spec == "flops":
     return
   if spec == "latency":
-    raise ValueError("eval.rejector_fee='latency' is not supported: give 'flops' or a number")
+    raise ConfigError("eval.rejector_fee='latency' is not supported: give 'flops' or a number")
   fees_lib.fee_from(spec)  # a non-negative number, else a ValueError naming it
 
 
@@ -104,7 +105,7 @@ def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tupl
     return fees_lib.fee_from(config.eval.rejector_fee), flops
   reference = int(np.argmax(pool.flops_J))
   if not pool.flops_J[reference] > 0:
-    raise ValueError("eval.rejector_fee='flops' needs a model agent to compare the rejector's "
+    raise ConfigError("eval.rejector_fee='flops' needs a model agent to compare the rejector's "
                      "FLOPs with; give the rejector's fee as a number (e.g. --set "
                      "eval.rejector_fee=0)")
   per_reference = fees_lib.fee_from("flops", flops, reference_flops=float(pool.flops_J[reference]))
@@ -118,7 +119,7 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   test_rows = slice(pool.num_rejector_train, len(pool.examples))
   conf_E = pool.store().example_table("prob_E", test_rows)[:, 0]
   if not np.isfinite(conf_E).all():
-    raise ValueError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
+    raise ConfigError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
                      "the main model must be a model agent")
   logits_ExJ = sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH)
   alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
@@ -159,7 +160,7 @@ def span_agents(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits,
   for name in model.paid_agents:
     params = store.manifests[name]["params"]
     agents[name] = agent_features.SpanAgent(
-        final_expert(configs[name], splits, config.workdir),
+        final_expert(configs[name], splits, pool.workdir),
         agent_tokenizer(configs[name], splits), FeatureParams(**params["features"]),
         params["max_answer_len"], params["null_threshold"])
   return agents

@@ -15,8 +15,9 @@ import numpy as np
 
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
-from l2d_jax.agents.pool import prepare_pool
+from l2d_jax.agents.pool import experiment_pool
 from l2d_jax.data.sources import load_splits
+from l2d_jax.errors import ConfigError
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import sweep as sweep_lib
@@ -32,7 +33,7 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
   for spec in specs:
     name, _, values = spec.partition("=")
     if name not in AXIS_TYPES or not values:
-      raise ValueError(f"--grid {spec!r}: expected AXIS=V1,V2,... with AXIS one of "
+      raise ConfigError(f"--grid {spec!r}: expected AXIS=V1,V2,... with AXIS one of "
                        f"{sorted(AXIS_TYPES)}")
     axes[name] = [AXIS_TYPES[name](v) for v in values.split(",")]
   return axes
@@ -63,7 +64,7 @@ def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, ste
     return out
   mesh = mesh_lib.make_mesh(config.train.num_devices or None)
   splits = load_splits(config.data, workdir)
-  pool = prepare_pool(config, splits, workdir, mesh)
+  pool = experiment_pool(config, splits, mesh)
   model, data = pipeline.build_rejector(config, pool, pipeline.rejector_tokenizer(config, splits))
   model = trained_or_backbone(config, model, workdir, mesh)
   pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh, desc="pooled features")

@@ -64,6 +64,19 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   again = json.loads(pathlib.Path(json.loads(capsys.readouterr().out)["report_json"]).read_text())
   assert again["rejector"] == report["rejector"]
   assert again["agents"] == report["agents"]
+  # Another rejector over the same agents (pool_from): nothing of the pool is rebuilt.
+  variant = ["run", "--config", str(config), "--workdir", str(tmp_path / "v"),
+             "--set", f"pool_from={tmp_path / 'w'}", "--set", "rejector.inputs=agents"]
+  assert cli.main(variant) == 0
+  other = json.loads(pathlib.Path(json.loads(capsys.readouterr().out)["report_json"]).read_text())
+  assert other["agents"] == report["agents"]
+  assert not {"experts", "store", "cache"} & {p.name for p in (tmp_path / "v").iterdir()}
+  # A pool_from run that lacks an agent, or made it otherwise, is one line, never rebuilt.
+  for bad, reason in ((tmp_path / "v", "is not complete in the pool_from run"),
+                      (tmp_path / "w", "was made with other settings")):
+    argv = [*variant, "--set", f"pool_from={bad}", "--set", "agents.0.finetune.epochs=9.0"]
+    assert cli.main(argv) == 2
+    assert reason in capsys.readouterr().err
 
 
 def test_rejector_stage_features_give_the_models_own_logits(tmp_path, monkeypatch):
@@ -239,3 +252,17 @@ def test_export_routes_with_the_agents_features_from_its_agents_or_a_file(tmp_pa
   for got, want in zip(feature_file.read(written, [main], ids)[main],
                        feature_file.read(stored, [main], ids)[main]):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+def test_a_pool_made_before_a_setting_existed_matches_while_it_keeps_its_default():
+  from l2d_jax.agents.pool import same_settings  # pylint: disable=import-outside-toplevel
+  defaults = {"name": "main", "finetune": {"epochs": 2.0, "attention_dropout": None}}
+  made = {"name": "a", "finetune": {"epochs": 1.0}}
+  assert same_settings(made, {"name": "a", "finetune": {"epochs": 1.0, "attention_dropout": None}},
+                       defaults)
+  assert not same_settings(made, {"name": "a", "finetune": {"epochs": 1.0,
+                                                            "attention_dropout": 0.0}}, defaults)
+  assert not same_settings(made, {"name": "a", "finetune": {"epochs": 2.0,
+                                                            "attention_dropout": None}}, defaults)
+  assert not same_settings({**made, "gone": 1}, {"name": "a", "finetune": {"epochs": 1.0}},
+                           defaults)

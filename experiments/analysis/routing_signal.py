@@ -29,7 +29,7 @@ import numpy as np
 
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
-from l2d_jax.agents.pool import agent_tokenizer, build_expert, prepare_pool
+from l2d_jax.agents.pool import agent_tokenizer, build_expert, experiment_pool
 from l2d_jax.data.sources import load_splits
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.models import hf_import
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
   workdir = pathlib.Path(config.workdir)
   mesh = mesh_lib.make_mesh()
   splits = load_splits(config.data, workdir)
-  pool = prepare_pool(config, splits, workdir, mesh)
+  pool = experiment_pool(config, splits, mesh)
   names = args.agents.split(",")
   if len(names) != 2 or any(n not in pool.names for n in names):
     raise SystemExit(f"--agents: two of {pool.names}, got {args.agents!r}")
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     agent = next((a for a in config.agents if a.name == args.expert and a.kind == "model"), None)
     if agent is None:
       raise SystemExit(f"--expert {args.expert!r} is not a model agent of {args.config}")
-    checkpoints = workdir / "experts" / agent.name / "checkpoints"
+    checkpoints = pool.workdir / "experts" / agent.name / "checkpoints"
     if checkpoint.latest_finished_step(checkpoints) is None:
       raise SystemExit(f"--expert {args.expert!r}: no fine-tuned checkpoint in {checkpoints}")
     tokenizer = agent_tokenizer(agent, splits)

@@ -40,10 +40,14 @@ class Pool:
   names: list[str]
   fees_J: np.ndarray               # consultation fee per question (1 = priciest model agent)
   flops_J: np.ndarray              # FLOPs per question (0 for agents that are not models)
-  store_dir: pathlib.Path
+  workdir: pathlib.Path            # where the pool lives: experts/, cache/, store/
   examples: list[Example]          # the evaluation questions, rejector_train then test
   num_rejector_train: int
   data_fingerprint: str
+
+  @property
+  def store_dir(self) -> pathlib.Path:
+    return self.workdir / "store"
 
   def store(self) -> store_lib.AgentStore:
     return store_lib.AgentStore(self.store_dir, self.names, data_fingerprint=self.data_fingerprint)
@@ -107,8 +111,13 @@ def final_expert(agent: config_lib.AgentConfig, splits: Splits,
 
 
 def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
-                 workdir: str | pathlib.Path, mesh=None) -> Pool:
-  """Runs every stage an agent still needs and returns the pool's description."""
+                 workdir: str | pathlib.Path, mesh=None, *, build: bool = True) -> Pool:
+  """Runs every stage an agent still needs and returns the pool's description.
+
+  With `build` False the pool in `workdir` is only read (another run's,
+  `ExperimentConfig.pool_from`): an agent missing there, incomplete, or made
+  with other settings is a ConfigError, never rebuilt in someone else's run.
+  """
   workdir = pathlib.Path(workdir)
   examples, num_rejector_train = evaluation_questions(config, splits)
   data_fp = feature_cache.examples_fingerprint(examples)
@@ -116,6 +125,8 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
   flops, specs = {}, {}
   for agent in config.agents:
     specs[agent.name] = agent.fee
+    if not build:
+      _check_built(store_dir, agent)
     if agent.kind == "model":
       flops[agent.name] = _model_agent(agent, splits, examples, data_fp, workdir, store_dir, mesh)
     elif agent.kind == "predictions":
@@ -133,8 +144,29 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
   fees = fees_lib.pool_fees(specs, flops)
   names = [a.name for a in config.agents]
   return Pool(names, np.array([fees[n] for n in names], np.float32),
-              np.array([flops.get(n, 0.0) for n in names], np.float64), store_dir, examples,
+              np.array([flops.get(n, 0.0) for n in names], np.float64), workdir, examples,
               num_rejector_train, data_fp)
+
+
+def experiment_pool(config: config_lib.ExperimentConfig, splits: Splits, mesh=None) -> Pool:
+  """The experiment's pool: built in its workdir, or read from `config.pool_from`'s."""
+  return prepare_pool(config, splits, config.pool_from or config.workdir, mesh,
+                      build=not config.pool_from)
+
+
+def _check_built(store_dir: pathlib.Path, agent: config_lib.AgentConfig) -> None:
+  """Refuses a read-only pool whose store lacks `agent` as this config makes it."""
+  recorded = precompute.RECORDED if agent.kind == "model" else ""
+  if not _complete(store_dir, agent.name, recorded):
+    raise config_lib.ConfigError(
+        f"{store_dir / agent.name}: agent {agent.name!r} is not complete in the pool_from "
+        "run; run that experiment's precompute first")
+  made_with = store_lib.read_manifest(store_dir / agent.name / "manifest.json").get("config")
+  if made_with is not None and not same_settings(made_with, _as_json(agent),
+                                                 _as_json(config_lib.AgentConfig())):
+    raise config_lib.ConfigError(
+        f"{store_dir / agent.name}: agent {agent.name!r} of the pool_from run was made with "
+        "other settings than this config gives it")
 
 
 def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
@@ -226,3 +258,29 @@ def best_null_threshold(null_E: np.ndarray, score_E: np.ndarray, span_f1_E: np.n
   if best == len(gaps):
     return float(gaps[-1] + 1.0)
   return float((gaps[best - 1] + gaps[best]) / 2)
+
+
+def _as_json(agent: config_lib.AgentConfig) -> dict:
+  return json.loads(json.dumps(dataclasses.asdict(agent)))
+
+
+def same_settings(made_with: dict, now: dict, defaults: dict) -> bool:
+  """Whether a config recorded in a manifest is `now`'s, nested dicts compared key by key.
+
+  A setting added since the manifest was written (absent from `made_with`)
+  matches when `now` keeps its default, so a pool made before a field existed
+  still serves a config that leaves it alone.
+  """
+  if set(made_with) - set(now):
+    return False
+  for key, value in now.items():
+    default = defaults.get(key) if isinstance(defaults, dict) else None
+    if key not in made_with:
+      if value != default:
+        return False
+    elif isinstance(value, dict) and isinstance(made_with[key], dict):
+      if not same_settings(made_with[key], value, default or {}):
+        return False
+    elif made_with[key] != value:
+      return False
+  return True
