@@ -357,6 +357,19 @@ def test_bad_agent_settings_are_one_line(tiny_config, tmp_path, capsys, assignme
   _assert_one_line_error(result, "precompute", named)
 
 
+def test_pools_the_later_stages_cannot_use_are_refused_before_anything_runs(
+    tiny_config, tmp_path, capsys):
+  result = _cli(capsys, "run", "--config", tiny_config, "--workdir", tmp_path / "w")
+  _assert_one_line_error(result, "run", "agents.0 ('ann0', kind 'human') is the main model and "
+                         "must be a model agent")
+  assert not (tmp_path / "w").exists()
+  result = _cli(capsys, "precompute", "--config", tiny_config, "--workdir", tmp_path / "w",
+                "--set", "costs.alpha=(1.0,)")
+  _assert_one_line_error(result, "precompute", "costs.alpha has 1 values for 2 agents")
+  result = _cli(capsys, "train", "--config", tiny_config, "--workdir", tmp_path / "w")
+  _assert_one_line_error(result, "train", "set rejector.tokenizer or rejector.backbone")
+
+
 def test_data_errors_and_missing_checkpoints_in_experiment_commands(tiny_config, tmp_path,
                                                                      capsys):
   bad = tmp_path / "bad.json"

@@ -6,6 +6,7 @@ import optax
 import pytest
 from flax import nnx
 
+from l2d_jax.errors import ConfigError
 from l2d_jax.models.config import EncoderConfig
 from l2d_jax.models.heads import SpanModel
 from l2d_jax.train import checkpoint as ckpt
@@ -46,6 +47,19 @@ def test_saved_on_8_devices_restores_on_fewer(tmp_path, num_devices):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert len(got.sharding.device_set) == num_devices
   assert restored["rows"].sharding.spec == mesh_lib.data_sharded(small).spec
+
+
+def test_a_checkpoint_of_another_model_is_one_config_error(tmp_path):
+  """A workdir trained with other settings (another rejector.inputs, say) is named, not restored."""
+  mesh = mesh_lib.make_mesh(1)
+  checkpointer = ckpt.Checkpointer(tmp_path)
+  checkpointer.save(1, _state(mesh), {})
+  checkpointer.close()
+  other = _state(mesh)
+  other["params"]["w"] = mesh_lib.replicate(mesh, np.zeros((5, 4), np.float32))
+  with pytest.raises(ConfigError, match=r"/1: its parameters do not fit this model.*params/w "
+                                        r"saved \(3, 4\), model \(5, 4\)"):
+    ckpt.Checkpointer(tmp_path).restore(1, ckpt.abstract_like(other))
 
 
 def test_unfinished_save_is_ignored(tmp_path):

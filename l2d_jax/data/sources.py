@@ -21,6 +21,7 @@ import pathlib
 from l2d_jax.config import DataConfig
 from l2d_jax.data import squad, synthetic, triviaqa, wordpiece
 from l2d_jax.data.example import Example
+from l2d_jax.errors import ConfigError
 
 SPLITS = ("expert_train", "rejector_train", "test")
 
@@ -43,7 +44,7 @@ def load_splits(config: DataConfig, workdir: str | pathlib.Path) -> Splits:
     splits = _synthetic(config, pathlib.Path(workdir) / "data")
   elif config.source == "squad_json":
     if not config.path or not config.splits:
-      raise ValueError("data.source=squad_json needs data.path and data.splits")
+      raise ConfigError("data.source=squad_json needs data.path and data.splits")
     parts = {name: squad.read_split(config.path, config.splits, name) for name in SPLITS}
     for name, part in parts.items():
       if part.skips.total:
@@ -54,14 +55,14 @@ def load_splits(config: DataConfig, workdir: str | pathlib.Path) -> Splits:
   elif config.source == "triviaqa":
     splits = _triviaqa(config)
   else:
-    raise ValueError(f"unknown data.source {config.source!r}: synthetic, squad_json, tfds, "
+    raise ConfigError(f"unknown data.source {config.source!r}: synthetic, squad_json, tfds, "
                      "triviaqa")
   if config.max_examples:
     splits = dataclasses.replace(splits, **{
         name: getattr(splits, name)[:config.max_examples] for name in SPLITS})
   for name in SPLITS:
     if not getattr(splits, name):
-      raise ValueError(f"split {name!r} of {config.source} data is empty")
+      raise ConfigError(f"split {name!r} of {config.source} data is empty")
   return splits
 
 

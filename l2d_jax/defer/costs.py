@@ -18,6 +18,8 @@ import enum
 import jax
 import jax.numpy as jnp
 
+from l2d_jax.errors import ConfigError
+
 
 class LossType(enum.StrEnum):
   """Which per-example loss the cost is built from."""
@@ -46,7 +48,7 @@ def select_loss(loss_type: LossType | str, *, em_ExJ: jax.Array, f1_ExJ: jax.Arr
   try:
     loss_type = LossType(loss_type)
   except ValueError:
-    raise ValueError(f"unknown loss type {loss_type!r}; expected one of "
+    raise ConfigError(f"unknown loss type {loss_type!r}; expected one of "
                      f"{[t.value for t in LossType]}") from None
   if loss_type is LossType.ONE_MINUS_F1:
     return 1.0 - jnp.asarray(f1_ExJ, jnp.float32)

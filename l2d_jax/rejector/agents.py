@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from l2d_jax.agents import store as store_lib
+from l2d_jax.errors import ConfigError
 
 NAME = "agents"
 INPUT = "agent_features"
@@ -95,10 +96,10 @@ def feature_agents(config) -> tuple[str, ...]:
   kinds = {agent.name: agent.kind for agent in config.agents}
   for name in names:
     if kinds.get(name) != "model":
-      raise ValueError(f"rejector.feature_agents: {name!r} is not a model agent of the pool "
+      raise ConfigError(f"rejector.feature_agents: {name!r} is not a model agent of the pool "
                        f"(model agents: {[n for n, k in kinds.items() if k == 'model']})")
   if len(set(names)) != len(names):
-    raise ValueError(f"rejector.feature_agents names an agent twice: {list(names)}")
+    raise ConfigError(f"rejector.feature_agents names an agent twice: {list(names)}")
   return tuple(names)
 
 
@@ -107,7 +108,7 @@ def check(config) -> None:
   feature_agents(config)
   parts = config.rejector.agent_parts
   if not parts or len(set(parts)) != len(parts) or not set(parts) <= set(PARTS):
-    raise ValueError(f"rejector.agent_parts must name distinct parts among {list(PARTS)}, got "
+    raise ConfigError(f"rejector.agent_parts must name distinct parts among {list(PARTS)}, got "
                      f"{list(parts)}")
 
 

@@ -11,6 +11,7 @@ new source is a new module added to `KINDS`.
 import dataclasses
 import numpy as np
 
+from l2d_jax.errors import ConfigError
 from l2d_jax.rejector import agents, text
 from l2d_jax.rejector.model import Rejector
 
@@ -29,7 +30,7 @@ def check(config) -> None:
   """Refuses unknown or repeated source names, or a source's bad settings, before anything runs."""
   names = config.rejector.inputs
   if not names or len(set(names)) != len(names) or any(n not in KINDS for n in names):
-    raise ValueError(f"rejector.inputs must name distinct feature sources among {sorted(KINDS)}, "
+    raise ConfigError(f"rejector.inputs must name distinct feature sources among {sorted(KINDS)}, "
                      f"got {list(names)}")
   for name in names:
     KINDS[name].check(config)

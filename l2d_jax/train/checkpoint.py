@@ -19,6 +19,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as cm
 
+from l2d_jax.errors import ConfigError
+
 
 class Checkpointer:
   """Saves every `every` steps, keeps the latest `keep` and the `keep_best` best by `best_metric`."""
@@ -65,7 +67,11 @@ class Checkpointer:
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct(shape, dtype, sharding=...)`,
     e.g. `abstract_like(state)` of a freshly initialised state on the current mesh.
+    A checkpoint of another model (the workdir of another config) is a ConfigError.
     """
+    state_dir = self.directory / str(step) / "state"
+    _check_fits(state_dir, ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata,
+                abstract_state)
     restored = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                       meta=ocp.args.JsonRestore()))
@@ -96,13 +102,8 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
     raise FileNotFoundError(f"{directory}: no finished checkpoint to take parameters from")
   state_dir = directory / str(step) / "state"
   checkpointer = ocp.PyTreeCheckpointer()
-  saved = _shapes_by_name(checkpointer.metadata(state_dir).item_metadata.get("params", {}))
-  wanted = _shapes_by_name(params_like)
-  if saved != wanted:  # Orbax would pad or cut a mismatched array without a word
-    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-    raise ValueError(f"{state_dir.parent}: its parameters do not fit this model; first of "
-                     f"{len(diff)} differences: {diff[0]} saved {saved.get(diff[0])}, "
-                     f"model {wanted.get(diff[0])}")
+  _check_fits(state_dir, checkpointer.metadata(state_dir).item_metadata.get("params", {}),
+              params_like)
   logging.info("taking parameters from %s", state_dir.parent)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -129,6 +130,20 @@ def latest_finished_step(directory: str | pathlib.Path) -> int | None:
     return manager.latest_step()
   finally:
     manager.close()
+
+
+def _check_fits(state_dir: pathlib.Path, saved_tree: Any, wanted_tree: Any) -> None:
+  """Refuses saved arrays whose names or shapes differ from the model's (a ConfigError).
+
+  Orbax would pad or cut a mismatched array without a word, or fail deep in
+  its restore with a traceback.
+  """
+  saved, wanted = _shapes_by_name(saved_tree), _shapes_by_name(wanted_tree)
+  if saved != wanted:
+    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    raise ConfigError(f"{state_dir.parent}: its parameters do not fit this model (a checkpoint "
+                      f"of another config?); first of {len(diff)} differences: {diff[0]} saved "
+                      f"{saved.get(diff[0])}, model {wanted.get(diff[0])}")
 
 
 def _shapes_by_name(tree: Any) -> dict[str, tuple[int, ...]]:

@@ -23,6 +23,7 @@ import optax
 
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import surrogate
+from l2d_jax.errors import ConfigError
 from l2d_jax.rejector.model import Rejector
 from l2d_jax.train import inference
 from l2d_jax.train.rejector import CostSpec, RejectorData, allocation_metrics
@@ -49,7 +50,7 @@ def grid(**axes) -> list[SweepPoint]:
   names = list(axes)
   unknown = set(names) - {f.name for f in dataclasses.fields(SweepPoint)}
   if unknown:
-    raise ValueError(f"unknown sweep axes {sorted(unknown)}; "
+    raise ConfigError(f"unknown sweep axes {sorted(unknown)}; "
                      f"expected {[f.name for f in dataclasses.fields(SweepPoint)]}")
   return [SweepPoint(**dict(zip(names, values)))
           for values in itertools.product(*(axes[n] for n in names))]
