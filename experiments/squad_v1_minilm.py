@@ -50,6 +50,19 @@ def minilm_expert(num_layers: int, *, max_seq_len: int = 256, epochs: float = 2.
                                 attention_dropout=attention_dropout))
 
 
+def reading(config: C.ExperimentConfig, inputs: tuple[str, ...]) -> C.ExperimentConfig:
+  """`config`'s experiment with a rejector that reads `inputs`, over `config`'s own agents.
+
+  The variant reads the agent pool of `config`'s run (`pool_from`: run that first)
+  and writes its rejector, report and export to a workdir named after it.
+  """
+  suffix = "_".join(inputs)
+  return dataclasses.replace(
+      config, name=f"{config.name}_{suffix}", workdir=f"{config.workdir}_{suffix}",
+      pool_from=config.workdir,
+      rejector=dataclasses.replace(config.rejector, inputs=inputs))
+
+
 def on_gpu(config: C.ExperimentConfig) -> C.ExperimentConfig:
   """`config` with its model experts on `GPU_RECIPE` and its rejector trained the same way.
 
