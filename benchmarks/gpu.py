@@ -353,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--compile-limit-s", type=float, default=60)
-  parser.add_argument("--data", default=str(precompute_throughput._DEFAULT_DATA),  # pylint: disable=protected-access
+  default_data = precompute_throughput._DEFAULT_DATA  # pylint: disable=protected-access
+  parser.add_argument("--data", default=str(default_data),
                       help="SQuAD JSON for the span forward's windows")
   parser.add_argument("--run-config", default="squad_v1_minilm_gpu")
   parser.add_argument("--run-set", action="append", default=[], metavar="KEY=VALUE",

@@ -230,8 +230,18 @@ def _parse(raw: str, annotation, full_key: str):
     return tuple(item_type(v) for v in value)
   if annotation is float and isinstance(value, int) and not isinstance(value, bool):
     return float(value)
-  if origin in (typing.Union, types.UnionType):
-    return value
+  if origin in (typing.Union, types.UnionType):  # e.g. float | None: the first member it fits
+    for member in typing.get_args(annotation):
+      if member is type(None) and value is None:
+        return None
+      if member is not type(None):
+        try:
+          return _parse(raw, member, full_key)
+        except ConfigError:
+          pass
+    names = " or ".join("None" if m is type(None) else m.__name__
+                        for m in typing.get_args(annotation))
+    raise ConfigError(f"{full_key}={raw!r}: expected {names}, got {type(value).__name__}")
   if isinstance(value, annotation) and not (isinstance(value, bool) and annotation is not bool):
     return value
   raise ConfigError(f"{full_key}={raw!r}: expected {annotation.__name__}, "

@@ -92,9 +92,7 @@ def cost_spec(config: config_lib.ExperimentConfig, pool: Pool,
               beta_scale: float | None = None,
               fees_J: np.ndarray | None = None) -> rejector_lib.CostSpec:
   """`alpha * loss + beta_scale * fee` with the pool's fees, or `fees_J` (`route_fees`)."""
-  alpha = config.costs.alpha or (1.0,) * len(pool.names)
-  if len(alpha) != len(pool.names):
-    raise ConfigError(f"costs.alpha has {len(alpha)} values for {len(pool.names)} agents")
+  alpha = config.costs.alpha or (1.0,) * len(pool.names)  # its length: `check_agents`
   scale = config.costs.beta_scale if beta_scale is None else beta_scale
   fees_J = pool.fees_J if fees_J is None else fees_J
   return rejector_lib.CostSpec(config.costs.loss, tuple(float(a) for a in alpha),

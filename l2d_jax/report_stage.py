@@ -48,7 +48,10 @@ def check_rejector_fee(spec: str) -> None:
     return
   if spec == "latency":
     raise ConfigError("eval.rejector_fee='latency' is not supported: give 'flops' or a number")
-  fees_lib.fee_from(spec)  # a non-negative number, else a ValueError naming it
+  try:
+    fees_lib.fee_from(spec)  # a non-negative number
+  except ValueError as err:
+    raise ConfigError(f"eval.rejector_fee: {err}") from None
 
 
 def check_budgets(config: config_lib.ExperimentConfig) -> None:

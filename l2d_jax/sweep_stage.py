@@ -5,8 +5,8 @@ rejector's feature sources: the trained rejector of `l2d-jax run` when its
 checkpoint is in the workdir, else the configured sources as they are (e.g.
 pretrained all-MiniLM-L6-v2, the agent features standardised). Heads are
 trained on rejector_train minus its validation articles; each configuration is
-scored on validation (for choosing) and on test. Rows go to `results.csv` / `results.md`; a rerun trains only the
-configurations missing from them.
+scored on validation (for choosing) and on test. Rows go to `results.csv` /
+`results.md`; a rerun trains only the configurations missing from them.
 """
 
 import pathlib
@@ -56,6 +56,7 @@ def trained_or_backbone(config: config_lib.ExperimentConfig, model, workdir: pat
 
 def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, steps: int = 300,
               out_dir: str | None = None) -> pathlib.Path:
+  pipeline.check_agents(config, "rejector")
   workdir = pathlib.Path(config.workdir)
   out = pathlib.Path(out_dir) if out_dir else workdir / "sweep"
   points = sweep_lib.pending(sweep_lib.grid(**parse_grid(grid_specs)), out)

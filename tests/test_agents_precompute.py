@@ -12,6 +12,7 @@ from l2d_jax.agents import precompute as pre
 from l2d_jax.agents import store as store_lib
 from l2d_jax.data import features as features_lib
 from l2d_jax.data import squad, synthetic, wordpiece
+from l2d_jax.data.example import DataError
 from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.metrics import squad as metric
 from l2d_jax.models.config import EncoderConfig
@@ -121,6 +122,14 @@ def test_agent_features_are_stored_and_written_by_question_id(tmp_path, setup):
     feature_file.read(agent_dir / feature_file.FILE_NAME, ["other"], ids)
   with pytest.raises(ValueError, match="1 questions have no features"):
     feature_file.read(agent_dir / feature_file.FILE_NAME, ["agent"], ids + ["nowhere"])
+  # Files that are not a features archive are DataErrors naming the file, not tracebacks.
+  not_npz, bare_array = tmp_path / "features.txt", tmp_path / "features.npy"
+  not_npz.write_text("question,prob\n")
+  np.save(bare_array, np.zeros(3))
+  for path, reason in ((not_npz, "not an agent features file"), (bare_array, "an array, not")):
+    with pytest.raises(DataError, match=reason) as caught:
+      feature_file.read(path, ["agent"], ids)
+    assert str(path) in str(caught.value)
 
 
 def test_a_store_made_before_agent_features_is_recomputed(tmp_path, setup, caplog):

@@ -21,6 +21,8 @@ def test_overrides_reach_nested_fields_and_tuples():
   assert c.eval.beta_scales == (0.0, 1.0)
   assert c.train.optim.learning_rate == 1e-3
   assert c.costs.loss == "1-em"
+  for raw, value in (("0", 0.0), ("0.25", 0.25), ("None", None)):  # float | None
+    assert C.override(c, f"rejector.attention_dropout={raw}").rejector.attention_dropout == value
 
 
 @pytest.mark.parametrize("assignment, match", [
@@ -34,6 +36,7 @@ def test_overrides_reach_nested_fields_and_tuples():
     ("agents.3.name=x", "not an index"),
     ("train.steps.x=1", "cannot descend into a int"),
     ("train.steps", "key=value"),
+    ("rejector.attention_dropout='x'", "expected float or None, got str"),
 ])
 def test_bad_overrides_are_clear(assignment, match):
   c = C.ExperimentConfig(agents=(C.AgentConfig(),))

@@ -144,6 +144,10 @@ def test_router_has_a_symbolic_batch_and_a_fixed_length(setup):
     router(**short)
   with pytest.raises(ValueError, match="takes exactly the inputs"):
     router(input_ids=setup["inputs"]["input_ids"])
+  holes = dict(setup["inputs"], attention_mask=setup["inputs"]["attention_mask"].copy())
+  holes["attention_mask"][0, :2] = 0  # padding before tokens: the encoder reads lengths
+  with pytest.raises(ValueError, match="tokens first, then padding"):
+    router(**holes)
 
 
 _CLEAN_SCRIPT = textwrap.dedent("""
@@ -192,9 +196,11 @@ def test_route_cli_end_to_end(setup, tmp_path, capsys):
   for name in AGENTS:
     count = expected.count(name)
     assert f"{count:>9}  {count / len(expected):>6.1%}" in printed
-  mean_fee = sum(META.beta_J[AGENTS.index(n)] for n in expected) / len(expected)
-  assert f"mean fee per question: {mean_fee:.4g}" in printed
-  assert f"router's own fee per question: 0.01; {mean_fee + 0.01:.4g} in all" in printed
+  # in the report's fee units (those of --budget fee=F), not scaled by beta_scale
+  mean_fee = sum(META.fees_J[AGENTS.index(n)] for n in expected) / len(expected)
+  assert f"mean fee per question of the agents answering: {mean_fee:.4g}" in printed
+  assert (f"router's own fee per question: {META.router_fee:.4g}; "
+          f"{mean_fee + META.router_fee:.4g} in all") in printed
 
 
 def test_agents_record_without_a_router_reads_as_a_free_router():

@@ -18,6 +18,7 @@ version is an error naming the file and the field rather than a silent shift.
 
 import os
 import pathlib
+import zipfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -58,7 +59,14 @@ def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"no agent features file {path}")
-  with np.load(path) as z:
+  try:
+    archive = np.load(path)
+  except (OSError, ValueError, zipfile.BadZipFile) as err:  # not an .npz, or damaged
+    raise DataError(f"not an agent features file ({type(err).__name__}: {err})",
+                    file=str(path)) from None
+  if not hasattr(archive, "files"):  # a bare .npy array, not an .npz archive
+    raise DataError("not an agent features file (an array, not an .npz archive)", file=str(path))
+  with archive as z:
     if "question_ids" not in z:
       raise DataError("not an agent features file: no question ids", file=str(path),
                       field="question_ids")
@@ -74,6 +82,9 @@ def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[
         present = sorted({k.split("/")[0] for k in z.files if "/" in k})
         raise DataError(f"no features of agent {agent!r} (it has {present})", file=str(path),
                         field=f"{agent}/statistics")
+      if f"{agent}/statistic_names" not in z:
+        raise DataError(f"agent {agent!r} has no statistic names", file=str(path),
+                        field=f"{agent}/statistic_names")
       names = z[f"{agent}/statistic_names"].tolist()
       if names != list(store_lib.SPAN_STATISTICS):
         raise DataError(f"statistics {names}, expected {list(store_lib.SPAN_STATISTICS)}",

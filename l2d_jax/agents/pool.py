@@ -10,6 +10,7 @@ already on disk, so rerunning an experiment continues where it stopped.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +51,11 @@ class Pool:
     return self.workdir / "store"
 
   def store(self) -> store_lib.AgentStore:
+    """The pool's agent store, opened once (each chunk file is verified when first read)."""
+    return self._opened_store
+
+  @functools.cached_property
+  def _opened_store(self) -> store_lib.AgentStore:
     return store_lib.AgentStore(self.store_dir, self.names, data_fingerprint=self.data_fingerprint)
 
 
@@ -133,11 +139,13 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
       if not _complete(store_dir, agent.name):
         external.predictions_agent(store_dir, agent.name, agent.predictions, examples,
                                    version=splits.version,
-                                   fingerprints=store_lib.Fingerprints(data_fp))
+                                   fingerprints=store_lib.Fingerprints(data_fp),
+                                   extra_manifest={"config": dataclasses.asdict(agent)})
     elif agent.kind == "human":
       if not _complete(store_dir, agent.name):
         external.human_agent(store_dir, agent.name, examples, annotator=agent.annotator,
-                             version=splits.version, fingerprints=store_lib.Fingerprints(data_fp))
+                             version=splits.version, fingerprints=store_lib.Fingerprints(data_fp),
+                             extra_manifest={"config": dataclasses.asdict(agent)})
     else:
       raise config_lib.ConfigError(f"agent {agent.name!r}: unknown kind {agent.kind!r} "
                                    "(model, predictions, human)")
@@ -162,20 +170,23 @@ def _check_built(store_dir: pathlib.Path, agent: config_lib.AgentConfig) -> None
         f"{store_dir / agent.name}: agent {agent.name!r} is not complete in the pool_from "
         "run; run that experiment's precompute first")
   made_with = store_lib.read_manifest(store_dir / agent.name / "manifest.json").get("config")
-  if made_with is not None and not same_settings(made_with, _as_json(agent),
-                                                 _as_json(config_lib.AgentConfig())):
+  # What an agent answered does not depend on its fee: a variant may price it otherwise.
+  unpriced = lambda record: {k: v for k, v in record.items() if k != "fee"}
+  if made_with is not None and not same_settings(
+      unpriced(made_with), unpriced(_as_json(agent)), _as_json(config_lib.AgentConfig())):
     raise config_lib.ConfigError(
         f"{store_dir / agent.name}: agent {agent.name!r} of the pool_from run was made with "
         "other settings than this config gives it")
 
 
 def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
-  """Whether `agent` is in the store, recording what this version records (else: recompute)."""
+  """Whether `agent` is in the store as this version writes it: complete, recording what it
+  records, with checksums (else: recompute, for every kind of agent alike)."""
   path = store_dir / agent / "manifest.json"
   if not path.exists():
     return False
   manifest = store_lib.read_manifest(path)
-  return (manifest.get("complete", False)
+  return (manifest.get("complete", False) and "manifest_sha256" in manifest
           and manifest["fingerprints"].get("recorded", "") == recorded)
 
 

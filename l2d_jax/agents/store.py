@@ -136,7 +136,8 @@ class AgentWriter:
                                == {k: v for k, v in self.manifest.items() if k != "complete"})
       if same(old):
         self.manifest = old
-      elif same({**old, "fingerprints": {**old["fingerprints"], "recorded": fingerprints.recorded}}):
+      elif same({**old, "fingerprints": {**old["fingerprints"],
+                                         "recorded": fingerprints.recorded}}):
         logging.warning("%s records %r, not %r: recomputing agent %r", self.dir,
                         old["fingerprints"]["recorded"], fingerprints.recorded, agent)
         for path in [*self.dir.glob("chunk-*"), self.dir / "predictions.json"]:
@@ -236,7 +237,8 @@ class AgentStore:
       self.manifests[agent] = manifest
     counts = {m["num_examples"] for m in self.manifests.values()}
     if len(counts) > 1:
-      raise StoreMismatchError(f"agents of {self.dir} cover different numbers of questions: {counts}")
+      raise StoreMismatchError(f"agents of {self.dir} cover different numbers of questions: "
+                               f"{counts}")
     self.num_examples = counts.pop() if counts else 0
 
   def _chunk_file(self, agent: str, name: str) -> pathlib.Path:

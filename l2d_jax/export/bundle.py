@@ -160,14 +160,14 @@ def write_manifest(export_dir: str | pathlib.Path) -> pathlib.Path:
   either has none (not a finished export) or a whole one.
   """
   export_dir = pathlib.Path(export_dir)
-  files = {path.relative_to(export_dir).as_posix():
-           {"bytes": path.stat().st_size, "sha256": loader.file_sha256(path)}
-           for path in sorted(export_dir.rglob("*"))
-           if path.is_file() and path.name != loader.MANIFEST_FILE}
+  path = export_dir / loader.MANIFEST_FILE
+  staging = path.with_name(f".{path.name}.tmp")  # a crashed earlier write's is not listed
+  files = {file.relative_to(export_dir).as_posix():
+           {"bytes": file.stat().st_size, "sha256": loader.file_sha256(file)}
+           for file in sorted(export_dir.rglob("*"))
+           if file.is_file() and file.name not in (path.name, staging.name)}
   manifest = {"format": loader.MANIFEST_FORMAT, "format_version": loader.FORMAT_VERSION,
               "files": files}
-  path = export_dir / loader.MANIFEST_FILE
-  staging = path.with_name(f".{path.name}.tmp")
   staging.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
   os.replace(staging, path)
   return path

@@ -163,9 +163,9 @@ class Router:
     """Logits `float32[b, J]` and the chosen agent `int32[b]` (argmax, ties to the lowest index).
 
     Takes the inputs named in `router.json` (input_ids, attention_mask,
-    token_type_ids as `[b, max_seq_len]` integer arrays; agent_features as a
-    `[b, F]` float array), any b. Raises ExportError when a row's logits are
-    not all finite: no agent is chosen then.
+    token_type_ids as `[b, max_seq_len]` integer arrays, padding after the
+    tokens; agent_features as a `[b, F]` float array), any b. Raises ExportError
+    when a row's logits are not all finite: no agent is chosen then.
     """
     specs = self.input_specs
     names = list(specs)
@@ -180,6 +180,10 @@ class Router:
       if len(array) != len(arrays[0]):
         raise ValueError(f"input {name!r} has {len(array)} rows, {names[0]!r} has "
                          f"{len(arrays[0])}")
+      padding_first = np.diff((array != 0).astype(np.int8), axis=1) > 0
+      if name == "attention_mask" and padding_first.any():
+        raise ValueError("attention_mask rows must be tokens first, then padding (1s then 0s): "
+                         "the encoder reads each row's length")
     logits_BxJ, agent_B = (np.asarray(x) for x in self._call(*arrays))
     if logits_BxJ.shape != (len(arrays[0]), len(self.agent_names)):
       raise ExportError(f"{self.blob_path} gave logits of shape {logits_BxJ.shape} for "

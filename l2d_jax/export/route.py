@@ -212,26 +212,30 @@ def router_logits(router: Router, inputs: dict[str, np.ndarray], batch_size: int
 
 
 def share_table(chosen: list[str], names: list[str], meta: bundle.AgentsMeta) -> str:
-  """Per agent: questions routed to it, their share and its fee; then the mean fee per question."""
+  """Per agent: questions routed to it, their share and its fee; then the mean fee per question.
+
+  Fees are in the report's units (the most expensive model agent is 1), the
+  units of `--budget fee=F`; the training cost's fee term is beta_scale times them.
+  """
   counts = [chosen.count(name) for name in names]
   total = max(len(chosen), 1)
   width = max(len(name) for name in names)
   lines = [f"  {'agent':<{width}}  {'questions':>9}  {'share':>6}  {'fee':>8}"]
-  lines += [f"  {name:<{width}}  {count:>9}  {count / total:>6.1%}  {beta:>8.4g}"
-            for name, count, beta in zip(names, counts, meta.beta_J)]
-  mean_fee = sum(c * beta for c, beta in zip(counts, meta.beta_J)) / total
-  lines.append(f"mean fee per question: {mean_fee:.4g} (beta_scale {meta.beta_scale:g} x fee)")
+  lines += [f"  {name:<{width}}  {count:>9}  {count / total:>6.1%}  {fee:>8.4g}"
+            for name, count, fee in zip(names, counts, meta.fees_J)]
+  mean_fee = sum(c * fee for c, fee in zip(counts, meta.fees_J)) / total
+  lines.append(f"mean fee per question of the agents answering: {mean_fee:.4g} "
+               f"(in the cost: beta_scale {meta.beta_scale:g} x fee)")
   # agents whose features the router reads run on every question, also those routed elsewhere
   elsewhere = [(1 - count / total) if name in meta.router_reads else 0.0
                for name, count in zip(names, counts)]
-  read_fee = sum(share * beta for share, beta in zip(elsewhere, meta.beta_J))
+  read_fee = sum(share * fee for share, fee in zip(elsewhere, meta.fees_J))
   if meta.router_reads:
     lines.append(f"read on every question for their features: {', '.join(meta.router_reads)}; "
                  f"{read_fee:.4g} per question on top")
   if meta.router_fee or meta.router_reads:
-    router = meta.beta_scale * meta.router_fee
-    lines.append(f"router's own fee per question: {router:.4g}; "
-                 f"{mean_fee + read_fee + router:.4g} in all")
+    lines.append(f"router's own fee per question: {meta.router_fee:.4g}; "
+                 f"{mean_fee + read_fee + meta.router_fee:.4g} in all")
   if meta.flops_J is not None and all(f is not None for f in meta.flops_J):
     mean_flops = sum(c * f for c, f in zip(counts, meta.flops_J)) / total
     mean_flops += sum(share * f for share, f in zip(elsewhere, meta.flops_J))

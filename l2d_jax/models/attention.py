@@ -31,7 +31,6 @@ import jax.numpy as jnp
 
 from l2d_jax.models.dropout import apply_mask, check_stream, keep_mask
 
-KERNELS = ("per_example", "explicit", "cudnn", "xla")
 _CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 _CUDNN_MAX_HEAD_DIM = 128
 _PORTABLE = contextvars.ContextVar("l2d_jax_portable_attention", default=False)

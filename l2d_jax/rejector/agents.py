@@ -5,15 +5,17 @@ the rejector reads the agent's span statistics (`store.SPAN_STATISTICS`: its
 best-span probability, top-2 margin, start/end entropies, null margin, number
 of windows) and its pooled final hidden state, as precompute stored them, or
 one of the two (`rejector.agent_parts`): the batch key `agent_features` holds
-`[statistics, hidden]` of each agent in turn, raw. The source standardises them with a mean and standard deviation fitted
-on the rejector's training questions (held as constants: refitted, never
-trained), clips them to +-`Z_CLIP`, and returns the standardised features with
-a small GELU layer over them, `[z, gelu(W z + b)]`: a linear head over it is a
-linear model of the features plus a one-hidden-layer MLP, and stays useful
-when the layer is frozen at its initialization (the frozen-encoder mode).
+`[statistics, hidden]` of each agent in turn, raw. The source standardises
+them with a mean and standard deviation fitted on the rejector's training
+questions (held as constants: refitted, never trained), clips them to
++-`Z_CLIP`, and returns the standardised features with a small GELU layer over
+them, `[z, gelu(W z + b)]`: a linear head over it is a linear model of the
+features plus a one-hidden-layer MLP, and stays useful when the layer is frozen
+at its initialization (the frozen-encoder mode).
 
 Running an agent to read its features costs its fee on every question: the
-report and the export charge it (`report_stage.routing_cost`).
+report, the budgets and the export charge it (`baselines.routing_fees`); the
+rejector learns on what a route adds to that (`pipeline.route_fees`).
 """
 
 from collections.abc import Sequence
