@@ -1,0 +1,83 @@
+"""Where a report's rejector front stands against random mixing and the cascade, fee by fee.
+
+Reads one or more `report.json` files and prints, for each, the F1 of three
+fronts at fees from the cheapest to the dearest agent: the rejector's (its
+curve's points and their mixtures), the agents' own (random mixtures of single
+agents: what a router must beat) and the cascade's, each read as the report's
+AIQ reads it (`evaluate.routing_metrics`: sending questions straight to the
+cheapest agent is always one of the mixtures). Then the smallest margin of the
+rejector over each on that range (its cheapest end excluded, where all three
+are the cheapest agent alone), the paired gain over random allocation at the
+configured operating point, and the AIQs: the figures issue 15's targets name.
+
+  python experiments/analysis/front_check.py runs/squad_v1_minilm*/report/report.json
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from l2d_jax.evaluate.routing_metrics import CostAxis
+
+GRID = 200
+
+
+def fronts(report: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """The fee grid and each front's F1 on it."""
+  agents = report["agents"]
+  axis = CostAxis.from_agents([a["agent"] for a in agents], [a["fee"] for a in agents],
+                              [a["f1"] for a in agents])
+  grid = np.linspace(axis.c_min, axis.c_max, GRID + 1)[1:]
+  curves = {"rejector": report["curve"]["rejector"]["points"],
+            "cascade": report["curve"]["cascade"]["points"],
+            "agents": [{"fee": a["fee"], "f1": a["f1"]} for a in agents]}
+  f1_on_grid = {}
+  for name, points in curves.items():
+    cost_F, f1_F = axis.front([p["fee"] for p in points], [p["f1"] for p in points])
+    f1_on_grid[name] = np.interp(grid, cost_F, f1_F)
+  return grid, f1_on_grid
+
+
+def summary(report: dict) -> dict:
+  grid, f1 = fronts(report)
+  out = {"experiment": report["metadata"]["experiment"]}
+  for other in ("agents", "cascade"):
+    margin = f1["rejector"] - f1[other]
+    worst = int(np.argmin(margin))
+    out[f"min_margin_over_{other}"] = (float(margin[worst]), float(grid[worst]))
+    out[f"share_of_range_above_{other}"] = float(np.mean(margin > 0))
+  gain = report["rejector"]["gain_over_random"]
+  out["operating_point"] = {"f1": report["rejector"]["f1"], "fee": report["rejector"]["fee"],
+                            "gain_f1": gain["f1"], "gain_se": gain["f1_se"],
+                            "shares": report["rejector"]["shares"]}
+  out["aiq"] = {name: report["curve"][name]["aiq"] for name in ("rejector", "cascade", "agents")}
+  return out
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("reports", nargs="+", help="report.json files")
+  args = parser.parse_args(argv)
+  for path in map(pathlib.Path, args.reports):
+    s = summary(json.loads(path.read_text()))
+    point = s["operating_point"]
+    print(f"{s['experiment']} ({path})")
+    print(f"  operating point: F1 {point['f1']:.3f} at fee {point['fee']:.3f}; gain over random "
+          f"{point['gain_f1']:+.4f} +- {point['gain_se']:.4f} "
+          f"({point['gain_f1'] / max(point['gain_se'], 1e-12):.1f} SE); shares "
+          + ", ".join(f"{k} {v:.0%}" for k, v in point["shares"].items()))
+    for other, label in (("agents", "the agents'"), ("cascade", "the cascade's")):
+      margin, at = s[f"min_margin_over_{other}"]
+      print(f"  front minus {label} front: smallest {margin:+.4f} (at fee {at:.3f}); above on "
+            f"{s[f'share_of_range_above_{other}']:.0%} of the fee range")
+    aiq = s["aiq"]
+    print(f"  AIQ: rejector {aiq['rejector']:.4f}, cascade {aiq['cascade']:.4f}, agents' front "
+          f"{aiq['agents']:.4f} (rejector - agents {aiq['rejector'] - aiq['agents']:+.4f})")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,46 @@
+"""experiments/analysis/front_check.py: the rejector's margins over the other fronts, by hand."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+
+_PATH = pathlib.Path(__file__).resolve().parents[1] / "experiments/analysis/front_check.py"
+_SPEC = importlib.util.spec_from_file_location("front_check", _PATH)
+front_check = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(front_check)
+
+
+def _report(rejector_points: list[tuple[float, float]]) -> dict:
+  agents = [("cheap", 1.0, 0.5), ("dear", 3.0, 0.9)]  # the agents' front: 0.5 + 0.2 (c - 1)
+  gain = {"f1": 0.06, "f1_se": 0.02}
+  points = lambda pairs: [{"fee": c, "f1": q} for c, q in pairs]
+  return {"metadata": {"experiment": "toy"},
+          "agents": [{"agent": n, "fee": c, "f1": q} for n, c, q in agents],
+          "rejector": {"f1": 0.8, "fee": 2.0, "gain_over_random": gain,
+                       "shares": {"cheap": 0.5, "dear": 0.5}},
+          "curve": {"rejector": {"points": points(rejector_points), "aiq": 0.8},
+                    "cascade": {"points": points([(1.5, 0.55), (3.5, 0.9)]), "aiq": 0.7},
+                    "agents": {"points": [], "aiq": 0.7}}}
+
+
+def test_margins_are_read_on_the_fronts_over_the_fee_range():
+  # Above the agents' line everywhere but at the dear end (2.9 to 3: its 0.9 only from 3.0 on).
+  s = front_check.summary(_report([(2.0, 0.8), (2.9, 0.9)]))
+  margin, at = s["min_margin_over_agents"]
+  assert margin == 0.0 and at == 3.0  # at 3.0 both fronts reach 0.9: never below
+  assert s["share_of_range_above_agents"] == 1.0 - 1 / front_check.GRID
+  # At fee 2: the rejector 0.8, the agents' line 0.7, the cascade 0.66: its front mixes the
+  # cheapest agent alone (1, 0.5) with (3.5, 0.9), above its own point (1.5, 0.55).
+  grid, f1 = front_check.fronts(_report([(2.0, 0.8), (2.9, 0.9)]))
+  at_2 = int(np.argmin(np.abs(grid - 2.0)))
+  np.testing.assert_allclose([f1["rejector"][at_2], f1["agents"][at_2], f1["cascade"][at_2]],
+                             [0.8, 0.7, 0.66], atol=1e-12)
+
+
+def test_a_rejector_below_random_mixing_shows_a_negative_margin():
+  s = front_check.summary(_report([(2.0, 0.6)]))  # below the agents' line from 1 on
+  margin, at = s["min_margin_over_agents"]  # flat beyond its dearest point: 0.6 against 0.9
+  np.testing.assert_allclose((margin, at), (-0.3, 3.0), atol=1e-12)
+  assert s["share_of_range_above_agents"] == 0.0
+  assert s["operating_point"]["gain_f1"] == 0.06 and s["aiq"]["cascade"] == 0.7
