@@ -39,6 +39,7 @@ from l2d_jax.data.tokenizer import load_tokenizer, tokenizer_fingerprint
 from l2d_jax.export import loader, stablehlo
 from l2d_jax.models import attention
 from l2d_jax.models.heads import SpanModel
+from l2d_jax.train.inference import padded_batches
 
 AGENTS_DIR = "agents"
 FUNCTION_FILE = "span.stablehlo"
@@ -113,9 +114,7 @@ def compute(export_dir: str | pathlib.Path, agent: str, examples: list[Example],
   features = make_features(examples, tokenizer, FeatureParams(**meta["features"]))
   call = jax.jit(jax.export.deserialize(bytearray((directory / FUNCTION_FILE).read_bytes())).call)
   batches = []
-  for lo in range(0, features.num_features, batch_size):
-    rows = np.arange(lo, min(lo + batch_size, features.num_features))
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+  for rows, padded in padded_batches(features.num_features, batch_size):
     outputs = call(*(getattr(features, name)[padded] for name in meta["inputs"]))
     batches.append({name: np.asarray(x)[:len(rows)] for name, x in zip(meta["outputs"], outputs)})
   windows = {name: np.concatenate([b[name] for b in batches]) for name in meta["outputs"]}

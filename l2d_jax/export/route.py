@@ -42,6 +42,7 @@ from l2d_jax.errors import UserError
 from l2d_jax.export import agent_features, bundle, loader
 from l2d_jax.export.loader import Router
 from l2d_jax.rejector import agents as agent_source
+from l2d_jax.train.inference import padded_batches
 from l2d_jax.train.rejector import rejector_inputs
 
 USER_ERRORS = (loader.ExportError,)  # the standalone loader's errors cannot be UserErrors
@@ -203,9 +204,7 @@ def router_logits(router: Router, inputs: dict[str, np.ndarray], batch_size: int
   """
   num_rows = len(next(iter(inputs.values())))
   logits = [np.zeros((0, len(router.agent_names)), np.float32)]
-  for lo in range(0, num_rows, batch_size):
-    rows = np.arange(lo, min(lo + batch_size, num_rows))
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+  for rows, padded in padded_batches(num_rows, batch_size):
     logits_BxJ, _ = router(**{name: array[padded] for name, array in inputs.items()})
     logits.append(logits_BxJ[:len(rows)])
   return np.concatenate(logits)

@@ -7,7 +7,7 @@ run over fixed-size batches (the last one padded, so shapes never change) whose
 rows each process feeds from its own share (`in_batches`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import functools
 
 import jax
@@ -54,15 +54,21 @@ def in_batches(call: Callable[[dict], object], inputs: dict[str, np.ndarray], *,
   batch_size = -(-batch_size // mesh.size) * mesh.size
   num_rows = len(next(iter(inputs.values())))
   outputs = []
-  starts = range(0, num_rows, batch_size)
-  for lo in progress(starts, desc=desc, unit="batch",
-                     disable=desc is None or jax.process_index() != 0):
-    rows = np.arange(lo, min(lo + batch_size, num_rows))
-    padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+  for rows, padded in progress(padded_batches(num_rows, batch_size), desc=desc, unit="batch",
+                               total=-(-num_rows // batch_size),
+                               disable=desc is None or jax.process_index() != 0):
     local = mesh_lib.local_rows(padded, mesh)
     out = call(mesh_lib.shard_batch(mesh, {k: v[local] for k, v in inputs.items()}))
     outputs.append(jax.tree.map(lambda x, n=len(rows): np.asarray(x)[:n], out))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
+
+def padded_batches(num_rows: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """`(rows, padded)` per batch of `batch_size`: its row indices, and them padded with copies
+  of its first row to `batch_size`, so that every call has one shape (one compilation)."""
+  for lo in range(0, num_rows, batch_size):
+    rows = np.arange(lo, min(lo + batch_size, num_rows))
+    yield rows, np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
 
 
 def apply_in_batches(model: nnx.Module, fn: Callable[[nnx.Module, dict], object],
