@@ -117,7 +117,7 @@ class TrainConfig:
   u: float = 1.0                  # comp-sum parameter (1: log / cross-entropy)
   seed: int = 0
   eval_every: int = 200
-  checkpoint_every: int = 200
+  checkpoint_every: int = 200    # also each expert's fine-tuning, so a killed run resumes it
   keep_checkpoints: int = 3
   compute_dtype: str = "float32"
   num_devices: int = 0            # 0: every device

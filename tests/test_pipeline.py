@@ -148,6 +148,31 @@ def test_a_resumed_expert_restores_its_own_checkpoint_not_init_from(tmp_path, mo
       store_lib.AgentStore(tmp_path / "second" / "store", [name]).example_table("score_E"), scores)
 
 
+def test_a_killed_expert_fine_tune_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, caplog):
+  """Experts checkpoint every `train.checkpoint_every` steps: a run killed mid fine-tune
+  resumes there (not from step 0) and ends with the same expert."""
+  monkeypatch.syspath_prepend(str(EXPERIMENTS))
+  from demo import smoke_config  # pylint: disable=import-outside-toplevel
+  config = config_lib.override(smoke_config(), f"workdir={tmp_path}")
+  config = config_lib.override(dataclasses.replace(config, agents=config.agents[:1]),
+                               "train.checkpoint_every=1")
+  for setting in ("agents.0.finetune.epochs=2", "agents.0.finetune.batch_size=8"):  # 4+ steps
+    config = config_lib.override(config, setting)
+  pipeline.run(config, until="agents")
+  name = config.agents[0].name
+  checkpoints = tmp_path / "experts" / name / "checkpoints"
+  steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  assert len(steps) == 3 and steps == list(range(steps[-1] - 2, steps[-1] + 1)) and steps[0] > 0
+  scores = store_lib.AgentStore(tmp_path / "store", [name]).example_table("score_E")
+  shutil.rmtree(checkpoints / str(steps[-1]))  # killed before its last step was saved
+  shutil.rmtree(tmp_path / "store")
+  with caplog.at_level("INFO"):
+    pipeline.run(config, until="agents")
+  assert f"at step {steps[-2]}" in caplog.text
+  np.testing.assert_array_equal(
+      store_lib.AgentStore(tmp_path / "store", [name]).example_table("score_E"), scores)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
   """The smoke demo's workdir with its data and agent store (the agents' stages done)."""

@@ -134,7 +134,8 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
     if not build:
       _check_built(store_dir, agent)
     if agent.kind == "model":
-      flops[agent.name] = _model_agent(agent, splits, examples, data_fp, workdir, store_dir, mesh)
+      flops[agent.name] = _model_agent(agent, splits, examples, data_fp, workdir, store_dir, mesh,
+                                       checkpoint_every=config.train.checkpoint_every)
     elif agent.kind == "predictions":
       if not _complete(store_dir, agent.name):
         external.predictions_agent(store_dir, agent.name, agent.predictions, examples,
@@ -191,8 +192,13 @@ def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
 
 
 def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[Example],
-                 data_fp: str, workdir: pathlib.Path, store_dir: pathlib.Path, mesh) -> float:
-  """Fine-tunes and precomputes one model agent (skipping what is done); its FLOPs/question."""
+                 data_fp: str, workdir: pathlib.Path, store_dir: pathlib.Path, mesh, *,
+                 checkpoint_every: int) -> float:
+  """Fine-tunes and precomputes one model agent (skipping what is done); its FLOPs/question.
+
+  The fine-tuning checkpoints every `checkpoint_every` steps (the run's
+  `train.checkpoint_every`), so a killed run resumes its expert mid-epoch.
+  """
   tokenizer = agent_tokenizer(agent, splits)
   ft = agent.finetune
   params = FeatureParams(ft.max_seq_len, ft.doc_stride, ft.max_query_len)
@@ -211,7 +217,7 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
     trainable = finetune_lib.finetune(
         model, train_features,
         finetune_lib.FinetuneSettings(epochs=ft.epochs, batch_size=ft.batch_size, optim=ft.optim,
-                                      seed=ft.seed),
+                                      seed=ft.seed, checkpoint_every=checkpoint_every),
         workdir=expert_dir, mesh=mesh)
     model = trainable.model()
   settings = precompute.PrecomputeSettings(max_answer_len=agent.max_answer_len,
