@@ -26,7 +26,7 @@ untimed steps, then `--steps` timed ones, synchronizing only at the end.
 Prints a table and writes `gpu_benchmark.json` (and the run's log) to `--out`.
 
   python benchmarks/gpu.py --out DIR [--deadline-s 560]
-  python benchmarks/gpu.py --dry-run --out DIR    # tiny sizes on any machine: measures nothing
+  python benchmarks/gpu.py --dry-run --out DIR    # tiny shapes, the demo as the run: checks, measures nothing
 """
 
 import argparse
@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
   default_data = precompute_throughput._DEFAULT_DATA  # pylint: disable=protected-access
   parser.add_argument("--data", default=str(default_data),
                       help="SQuAD JSON for the span forward's windows")
-  parser.add_argument("--run-config", default="squad_v1_minilm_gpu")
+  parser.add_argument("--run-config", default=None,
+                      help="experiment to time (default squad_v1_minilm_gpu; with --dry-run demo)")
   parser.add_argument("--run-set", action="append", default=[], metavar="KEY=VALUE",
                       help="--set overrides for the run (repeatable)")
   parser.add_argument("--skip-run", action="store_true", help="benchmarks only")
@@ -366,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
   transformers.logging.set_verbosity_error()  # load reports of the fresh span head
   if args.dry_run:
     args.batch_size, args.warmup, args.steps = 4, 1, 1
+  if args.run_config is None:  # a dry run checks the timed run end to end, in minutes on a CPU
+    args.run_config = "demo" if args.dry_run else "squad_v1_minilm_gpu"
   if not pathlib.Path(args.data).exists():
     print(f"data not found: {args.data}", file=sys.stderr)
     return 2

@@ -98,3 +98,20 @@ def test_restore_params_takes_another_runs_parameters_only(tmp_path):
     ckpt.restore_params(tmp_path / "run", other_like)
   with pytest.raises(FileNotFoundError, match="no finished checkpoint"):
     ckpt.restore_params(tmp_path / "missing", params_like)
+
+
+def test_restore_params_refuses_a_training_that_has_not_finished(tmp_path):
+  """Fine-tuning checkpoints along the way: another run's expert mid-training (still
+  going, or killed) is not the model `init_from` names."""
+  mesh = mesh_lib.make_mesh()
+  trained = Trainable(_span_model(16, seed=1), optax.adamw(1e-3), mesh, seed=0)
+  _, params_like, _ = nnx.split(_span_model(16, seed=2), nnx.Param, ...)
+  checkpointer = ckpt.Checkpointer(tmp_path / "run")
+  checkpointer.save(2, trained.state, {"step": 2, "total_steps": 5})
+  checkpointer.close()
+  with pytest.raises(ConfigError, match=r"/run: its training is unfinished \(step 2 of 5\)"):
+    ckpt.restore_params(tmp_path / "run", params_like)
+  checkpointer = ckpt.Checkpointer(tmp_path / "run")
+  checkpointer.save(5, trained.state, {"step": 5, "total_steps": 5})
+  checkpointer.close()
+  ckpt.restore_params(tmp_path / "run", params_like)  # finished: taken

@@ -93,13 +93,18 @@ def restore_params(directory: str | pathlib.Path, params_like: Any) -> Any:
   other run's schedule) of its newest finished step, onto the first local
   device, without touching the directory. Used to start a fine-tuning from
   another run's fine-tuned model. A directory without a finished checkpoint,
-  or parameters of another shape or structure, is an error naming the
-  directory.
+  one whose training stopped before its last step (that run is still going,
+  or was killed: its model is not the one named), or parameters of another
+  shape or structure, is an error naming the directory.
   """
   directory = pathlib.Path(directory).absolute()
   step = latest_finished_step(directory)
   if step is None:
     raise FileNotFoundError(f"{directory}: no finished checkpoint to take parameters from")
+  meta = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(directory / str(step) / "meta")
+  if meta.get("step", step) < meta.get("total_steps", 0):
+    raise ConfigError(f"{directory}: its training is unfinished (step {meta['step']} of "
+                      f"{meta['total_steps']}); finish that run, then start this one")
   state_dir = directory / str(step) / "state"
   checkpointer = ocp.PyTreeCheckpointer()
   _check_fits(state_dir, checkpointer.metadata(state_dir).item_metadata.get("params", {}),

@@ -102,7 +102,8 @@ def train(trainable: Trainable, step_fn, *, workdir: str | pathlib.Path,
           last_eval, evaluated = logger.write(done, "eval", eval_fn(trainable)), True
       if (config.checkpoint_every and done % config.checkpoint_every == 0) or is_last:
         _check_finite(step, metrics)
-        checkpointer.save(done, trainable.state, {"step": done, **(meta or {})},
+        checkpointer.save(done, trainable.state,
+                          {"step": done, "total_steps": config.total_steps, **(meta or {})},
                           metrics=last_eval if evaluated and config.best_metric else None,
                           force=True)
     if pending_check is not None:
