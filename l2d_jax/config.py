@@ -128,6 +128,10 @@ class EvalConfig:
   """The accuracy-cost curve and baselines."""
   beta_scales: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
   cascade_points: int = 21
+  # Rejector curve points from the trained rejector's fee offsets (`defer.budget.fee_sweep`):
+  # this many mean fees from its cheapest to its dearest allocation, beside the beta scales'
+  # heads; 0: the heads only.
+  fee_offsets: int = 21
   random_seeds: int = 5
   # What running the rejector costs per question, paid on every question as a
   # cascade pays its main model: "flops" (its forward pass against the pool's

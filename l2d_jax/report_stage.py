@@ -143,6 +143,8 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
       random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
       rejector_flops=rejector_flops, rejector_paid=pipeline.paid_agents(pool, stage.model),
       budgets=config.eval.budgets, calibration=calibration, rejector_logits_ExJ=logits_ExJ,
+      fee_offsets=config.eval.fee_offsets,
+      cascade_thresholds=baselines.quantile_thresholds(conf_E, config.eval.cascade_points),
       metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")

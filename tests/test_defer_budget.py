@@ -135,3 +135,20 @@ def test_calibration_round_trips_through_json_and_names_bad_records():
     budget.Calibration.from_json({**record, "logits": [[0.0, 1.0]]})
   with pytest.raises(budget.BudgetError, match="finite non-negative"):
     budget.Calibration(NAMES, np.zeros((2, 4)), [0.1, -1.0, 1.0, 3.0])
+
+
+def test_a_fee_sweep_runs_from_the_cheapest_to_the_dearest_allocation():
+  """Two agents, fees 0 and 1: the sweep is a threshold on the logit difference d, sending
+  the k questions with the largest d to agent 1 at the target fee k / 4."""
+  d_E = np.array([0.3, -2.0, 1.5, 0.7])
+  calibration = budget.Calibration(("cheap", "dear"), np.stack([np.zeros(4), d_E], axis=1),
+                                   [0.0, 1.0])
+  points = budget.fee_sweep(calibration, 5)
+  assert [p.budget.value for p in points] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+  assert [p.fee for p in points] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+  order = np.argsort(-d_E)
+  for k, point in enumerate(points):
+    routed = point.route(calibration.logits_ExJ)
+    assert sorted(np.flatnonzero(routed == 1)) == sorted(order[:k])
+  with pytest.raises(ValueError, match="at least 2 points"):
+    budget.fee_sweep(calibration, 1)

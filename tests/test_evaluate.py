@@ -372,6 +372,31 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
                         calibration=calibration, rejector_logits_ExJ=lead(test_v))
 
 
+def test_fee_offsets_trace_the_rejectors_curve_on_its_own_test_logits():
+  # Agent c leads a by v (b never competes): with offsets -lambda * fee, c is chosen where
+  # v > 0.9 lambda (ties to a). Fees 0.1 (all to a) to 1.0 (all to c); at the middle target
+  # 0.55 the most spending offsets send 3 of 6 to c: those with v = 2.5, 3, 5.
+  v_E = np.array([0.5, 1.0, 1.5, 2.5, 3.0, 5.0])
+  logits_ExJ = np.stack([np.zeros(6), np.full(6, -9.0), v_E], axis=1)
+  rep = report.build_report(make_table(), CONF_E, ORACLE_E, [(0.0, ORACLE_E)],
+                            rejector_logits_ExJ=logits_ExJ, fee_offsets=3)
+  points = rep["curve"]["rejector"]["points"]
+  assert [(p["beta_scale"], p["lambda"] is None) for p in points] == [
+      (0.0, True), (0.5, False), (0.5, False), (0.5, False)]
+  assert [p["lambda"] for p in points[1:3]] == [pytest.approx(5 / 0.9), pytest.approx(1.5 / 0.9)]
+  for point, alloc_E in zip(points[1:], ([0] * 6, [0, 0, 0, 2, 2, 2], [2] * 6)):
+    expected = baselines.rejector_row(np.array(alloc_E), make_table())
+    assert_close({k: point[k] for k in expected}, expected)
+    assert point["gain_over_random"] == baselines.gain_over_random(np.array(alloc_E), make_table())
+  assert [p["lambda"] for p in rep["curve"]["random"]["points"]] == [p["lambda"] for p in points]
+  lines = report.markdown(rep).splitlines()
+  assert "| beta scale | lambda | front | F1 gain | EM | F1 | fee | FLOPs/question | " \
+         "deferral loss | share a | share b | share c |" in lines
+  assert any(line.startswith("| 0.5 | 1.667 | ") for line in lines)
+  with pytest.raises(ValueError, match="fee offsets need the rejector's test logits"):
+    report.build_report(make_table(), CONF_E, ORACLE_E, [(0.0, ORACLE_E)], fee_offsets=3)
+
+
 def test_budgets_are_checked_before_anything_runs():
   config = config_lib.ExperimentConfig(
       name="x", agents=(config_lib.AgentConfig(name="small"), config_lib.AgentConfig(name="human")))
@@ -398,7 +423,7 @@ def test_report_markdown_tables():
   assert any(line.startswith("| random (same shares) | ") for line in lines)
   assert any(line.startswith("| rejector | 3 | 2 | ") for line in lines)  # the curves' summary
   # All to agent a: exactly random at its own shares.
-  assert ("| 10 | * | +0.0000 ± 0.0000 | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 | 1.0000 | "
+  assert ("| 10 | – | * | +0.0000 ± 0.0000 | 0.3333 | 0.4167 | 0.1000 | 1 | 0.6333 | 1.0000 | "
           "0.0000 | 0.0000 |") in lines
   assert "± its standard error: F1 +0.2917 ± 0.1026, deferral loss -0.2917 ± 0.0638." in text
 

@@ -234,6 +234,23 @@ def operating_point(budget: Budget | str, calibration: Calibration) -> Operating
                         standard_error=standard_error, num_questions=n)
 
 
+def fee_sweep(calibration: Calibration, num_points: int) -> list[OperatingPoint]:
+  """Operating points at `num_points` mean fees evenly spaced over the reachable range.
+
+  The fee budgets of one router from its cheapest to its dearest allocation:
+  the curve it traces by its fee offsets alone (for two agents, a threshold on
+  its logit difference, as a cascade thresholds a confidence). On questions
+  whose labels it never reads, e.g. a report's test logits, this is the
+  router's accuracy–cost curve at no further training.
+  """
+  if num_points < 2:
+    raise ValueError(f"a fee sweep needs at least 2 points, got {num_points}")
+  lo, hi = calibration.reachable_fees()
+  return [operating_point(Budget(spec=f"fee={fee:.6g}", kind="fee", value=float(fee)),
+                          calibration)
+          for fee in np.linspace(lo, hi, num_points)]
+
+
 def _least_within(value_of, target: float, lo: float, hi: float) -> float:
   """The least knob in [lo, hi] whose value is at most `target`, for a non-increasing `value_of`.
 

@@ -34,7 +34,7 @@ def tradeoff_figure(report: dict) -> Figure:
   ax = fig.add_subplot()
   rejector = curves["rejector"]
   ax.plot(*xy(rejector["points"]), "o", color="C0", alpha=0.35, markersize=4,
-          label="rejector, each beta scale")
+          label="rejector: each beta scale's head, and its fee offsets")
   ax.plot(*xy(curve_lib.front_rows(rejector)), "-o", color="C0", linewidth=2, markersize=5,
           label=f"rejector front, its own fee {meta.get('rejector_fee', 0.0) / scale:.3f} "
                 f"included (AUC {rejector['auc']:.3f}{_aiq(rejector)})")

@@ -43,7 +43,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                  rejector_fee: float = 0.0, rejector_flops: float = 0.0,
                  rejector_paid: Sequence[int] = (), budgets: Sequence[str] = (),
                  calibration: budget_lib.Calibration | None = None,
-                 rejector_logits_ExJ: np.ndarray | None = None,
+                 rejector_logits_ExJ: np.ndarray | None = None, fee_offsets: int = 0,
                  metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
 
@@ -52,7 +52,7 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     conf_E: the main model's confidence per question (best-span probability).
     rejector_alloc_E: the rejector's allocation at the configured beta scale.
     sweep: (beta scale, allocation) pairs of rejectors trained at other fee
-      scales: the points of the rejector's accuracy–cost curve.
+      scales: points of the rejector's accuracy–cost curve.
     cascade_experts: the agents a cascade may defer to, one cascade each
       (default: every agent but the main model); its curve is their joint front.
     cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
@@ -67,12 +67,20 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     budgets: budget specs ("fee=1.2", "share:human<=0.3"), each met on
       `calibration` (the rejector's held-out logits) and applied to
       `rejector_logits_ExJ` (its test logits), both needed when any is given.
+    fee_offsets: further curve points, rows with a `lambda`: the rejector's own
+      test logits routed at this many mean fees evenly spaced from its cheapest
+      to its dearest allocation (`budget.fee_sweep`, what `route --budget fee=F`
+      does). A retrained head per beta scale gives a few points that the front
+      can only join by mixing; offsets trace the trained router's whole curve,
+      as a cascade's thresholds trace its own. No label is read to place them.
     metadata: extra entries for `metadata` (data, config, fingerprints...).
   """
   if not sweep:
     raise ValueError("the accuracy–cost curve needs at least one (beta scale, allocation) pair")
   if budgets and (calibration is None or rejector_logits_ExJ is None):
     raise ValueError("budgets need the calibration and the rejector's test logits")
+  if fee_offsets and rejector_logits_ExJ is None:
+    raise ValueError("fee offsets need the rejector's test logits")
   agents = baselines.agent_rows(table)
   best = max(range(table.num_agents), key=lambda j: (agents[j]["f1"], -j))
   max_fee = float(table.fee_J.max())
@@ -83,12 +91,20 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                                                   rejector_paid)
   rejector = {"beta_scale": table.beta_scale, **routed(rejector_alloc_E),
               "gain_over_random": baselines.gain_over_random(rejector_alloc_E, table)}
-  sweep_rows = [{"beta_scale": float(scale), **routed(alloc_E)} for scale, alloc_E in sweep]
+  points = [(float(scale), None, alloc_E) for scale, alloc_E in sweep]  # (beta, lambda, alloc)
+  if fee_offsets:
+    fixed_fee, route_fee_J = baselines.routing_fees(table.fee_J, rejector_fee, rejector_paid)
+    on_test = budget_lib.Calibration(tuple(table.names), rejector_logits_ExJ, route_fee_J,
+                                     fixed_fee, source="test logits")
+    points += [(table.beta_scale, point.knob, point.route(rejector_logits_ExJ))
+               for point in budget_lib.fee_sweep(on_test, fee_offsets)]
+  sweep_rows = [{"beta_scale": scale, "lambda": lam, **routed(alloc_E)}
+                for scale, lam, alloc_E in points]
   cascade = curve_lib.summarize(
       baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts), **ends)
-  random_rows = [{"beta_scale": row["beta_scale"],
+  random_rows = [{"beta_scale": row["beta_scale"], "lambda": row["lambda"],
                   **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
-  for row, (_, alloc_E) in zip(sweep_rows, sweep):
+  for row, (_, _, alloc_E) in zip(sweep_rows, points):
     row["gain_over_random"] = baselines.gain_over_random(alloc_E, table)
   cascade_at = curve_lib.row_at_cost(curve_lib.front_rows(cascade), rejector["fee"])
   fee_J, f1_J = [row["fee"] for row in agents], [row["f1"] for row in agents]
@@ -200,12 +216,15 @@ def markdown(report: dict) -> str:
     lines.append(f"| {name} | {len(summary['points'])} | {len(summary['pareto_front'])} | "
                  f"{_fmt(summary['auc'])} | " + " | ".join(gaps) + " |")
   lines += _routing_metrics_table(report)
-  for name, keys in (("rejector", ("beta_scale",)), ("cascade", ("expert", "threshold"))):
+  for name, keys in (("rejector", ("beta_scale", "lambda")),
+                     ("cascade", ("expert", "threshold"))):
     summary = report["curve"][name]
     on_front = {p["index"] for p in summary["pareto_front"]}
     lines += ["", f"## {name.capitalize()} curve points", ""]
     if name == "rejector":
-      lines += ["F1 gain: over random allocation with the point's own shares (± standard "
+      lines += ["Each beta scale's own head (lambda –), then the configured rejector under "
+                "fee offsets `-lambda * fee` on its logits (what `route --budget fee=F` applies). "
+                "F1 gain: over random allocation with the point's own shares (± standard "
                 "error).", ""]
     lines += _table([k.replace("_", " ") for k in keys] + ["front"]
                     + (["F1 gain"] if name == "rejector" else []),
@@ -283,7 +302,9 @@ def _signed(gain: dict, key: str) -> str:
 
 
 def _lead(value) -> str:
-  """A lead cell: a name as it is, a number to 4 significant digits."""
+  """A lead cell: a name as it is, a number to 4 significant digits, None as a dash."""
+  if value is None:
+    return "–"
   return value if isinstance(value, str) else f"{value:.4g}"
 
 
