@@ -114,6 +114,9 @@ class TrainConfig:
   steps: int = 1000
   batch_size: int = 32
   optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(learning_rate=1e-4))
+  # The head's and the agent-feature layer's learning rate, when a pretrained text encoder
+  # fine-tunes at optim's (`train.rejector.rejector_optimizer`); 0: optim's for all.
+  head_learning_rate: float = 0.0
   u: float = 1.0                  # comp-sum parameter (1: log / cross-entropy)
   seed: int = 0
   eval_every: int = 200

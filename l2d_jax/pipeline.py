@@ -166,9 +166,9 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
     metrics = _train_frozen(model, pooled_ExH[train_rows], train, pool, spec, config)
   else:
     settings = rejector_lib.RejectorSettings(
-        steps=t.steps, batch_size=t.batch_size, optim=t.optim, u=t.u, seed=t.seed,
-        eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints)
+        steps=t.steps, batch_size=t.batch_size, optim=t.optim,
+        head_learning_rate=t.head_learning_rate, u=t.u, seed=t.seed, eval_every=t.eval_every,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
     trainable, metrics = rejector_lib.train_rejector(
         model, train, spec, settings, workdir=workdir / "rejector",
         validation=data.select(val_rows), mesh=mesh)
@@ -184,7 +184,9 @@ def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorDat
                   spec, config) -> dict:
   """Frozen-encoder mode: only the linear head is trained, on `train`'s features."""
   point = sweep_lib.SweepPoint(beta_scale=config.costs.beta_scale,
-                               learning_rate=config.train.optim.learning_rate, u=config.train.u,
+                               learning_rate=(config.train.head_learning_rate
+                                              or config.train.optim.learning_rate),
+                               u=config.train.u,
                                seed=config.train.seed)
   kernels, biases = sweep_lib.train_heads(
       pooled_ExH, train.scores, route_fees(pool, model), config.costs.loss, [point],

@@ -92,3 +92,14 @@ def test_gpu_experiments_change_only_the_experts_and_chain_v2_to_v1():
   v1_gpu = C.load_config("squad_v1_minilm_gpu")
   for agent in C.load_config("squad_v2_minilm_gpu").agents:
     assert agent.init_from == f"{v1_gpu.workdir}/experts/{agent.name}/checkpoints"
+
+
+def test_rejector_variants_read_the_base_experiments_pool():
+  for base in ("squad_v1_minilm", "squad_v2_minilm"):
+    config = C.load_config(base)
+    for suffix, inputs in (("agents", ("agents",)), ("text_agents", ("text", "agents"))):
+      variant = C.load_config(f"{base}_{suffix}")
+      assert (variant.pool_from, variant.rejector.inputs) == (config.workdir, inputs)
+      assert variant.agents == config.agents and variant.costs == config.costs
+      # Fresh layers over the agents' features train at their own rate, the rest as the base.
+      assert variant.train == dataclasses.replace(config.train, head_learning_rate=1e-3)

@@ -3,10 +3,12 @@
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from l2d_jax import config as config_lib
 from l2d_jax.agents import store
-from l2d_jax.rejector import agents, sources
+from l2d_jax.rejector import agents, sources, text
+from l2d_jax.rejector.model import Rejector
 
 
 def test_agent_features_are_standardised_on_the_training_rows_then_clipped():
@@ -69,3 +71,16 @@ def test_inputs_and_feature_agents_are_checked_before_anything_runs():
   sources.check(_config(inputs="agents", agent_parts="statistics"))
   with pytest.raises(ValueError, match=r"among \['statistics', 'hidden'\], got \['logits'\]"):
     sources.check(_config(inputs="agents", agent_parts="logits"))
+
+
+def test_learning_rate_groups_put_the_text_encoder_apart_from_fresh_layers():
+  encoder = text.text_rejector("scratch", 2, vocab_size=64, num_layers=1, hidden_size=8,
+                               num_heads=2, intermediate_size=16, max_seq_len=16).sources[0]
+  features = agents.AgentFeatureSource(["main"], [3], ["hidden"], np.eye(3), hidden=4)
+  model = Rejector([encoder, features], 2)
+  params = nnx.split(model, nnx.Param, ...)[1]
+  groups = model.learning_rate_groups(params)
+  by_path = {jax.tree_util.keystr(path[:2]): group
+             for path, group in jax.tree_util.tree_flatten_with_path(groups)[0]}
+  assert by_path == {"['classifier']['bias']": "head", "['classifier']['kernel']": "head",
+                     "['sources'][0]": "encoder", "['sources'][1]": "head"}

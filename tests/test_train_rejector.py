@@ -124,3 +124,29 @@ def test_allocation_metrics_exact_values():
       [metrics[k] for k in ("deferral_loss", "oracle_loss", "em", "f1", "beta_fee",
                             "share_0", "share_1")],
       [1.6 / 3, 1.2 / 3, 2 / 3, 2.5 / 3, 1.1 / 3, 1 / 3, 2 / 3], rtol=1e-6)
+
+
+def test_head_learning_rate_trains_the_head_apart_from_the_text_encoder(tmp_path):
+  """First AdamW step moves each parameter by about its learning rate (|m / sqrt(v)| = 1):
+  the text encoder's by 1e-5, the head's by 1e-2."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
+                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  groups = model.learning_rate_groups(nnx.split(model, nnx.Param, ...)[1])
+  before = nnx.split(model, nnx.Param, ...)[1]
+  before = jax.tree.map(np.array, before)
+  optim = OptimConfig(learning_rate=1e-5, warmup_fraction=0.0, weight_decay=0.0, clip_norm=0.0,
+                      schedule="constant")
+  settings = R.RejectorSettings(steps=1, batch_size=16, optim=optim, head_learning_rate=1e-2,
+                                eval_every=0, checkpoint_every=0, progress=False)
+  spec = R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
+  trainable, _ = R.train_rejector(model, rejector_run.toy_data(), spec, settings,
+                                  workdir=tmp_path, mesh=mesh_lib.make_mesh(1))
+  moved = {"encoder": [], "head": []}
+  for group, old, new in zip(jax.tree.leaves(groups), jax.tree.leaves(before),
+                             jax_leaves(trainable.state["params"])):
+    moved[group].append(np.abs(new - old).max())
+  assert len(moved["head"]) == 2 and len(moved["encoder"]) > 2  # classifier kernel and bias
+  assert max(moved["encoder"]) == pytest.approx(1e-5, rel=1e-2)
+  assert min(moved["head"]) == pytest.approx(1e-2, rel=1e-2)

@@ -42,6 +42,7 @@ class AgentFeatureSource(nnx.Module):
   """Raw agent features `[B, F]` -> `[z, gelu(W z + b)]`, `z` standardised and clipped."""
 
   name = NAME
+  learning_rate_group = "head"  # a fresh layer over fixed features
 
   def __init__(self, agents: Sequence[str], hidden_sizes: Sequence[int], parts: Sequence[str],
                train_features_ExF: np.ndarray, *, hidden: int, seed: int = 0):

@@ -7,6 +7,10 @@ other module with the same few members:
 
   name          the source's name in `RejectorConfig.inputs`
   agents        the agents it runs on every question (paid on every question)
+  learning_rate_group
+                "encoder" (a pretrained encoder, fine-tuned gently) or "head"
+                (layers that start fresh): `train.head_learning_rate` sets the
+                second group's learning rate apart, the head's included
   input_specs   {batch key: (dtype name, shape without the batch axis)}
   dim           D_s
   __call__(batch, deterministic=None) -> [B, D_s] float32
@@ -59,6 +63,14 @@ class Rejector(nnx.Module):
   def input_specs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Every batch key the sources read: (dtype name, shape without the batch axis)."""
     return {key: spec for source in self.sources for key, spec in source.input_specs.items()}
+
+  def learning_rate_groups(self, params: nnx.State) -> nnx.State:
+    """`params` with each leaf replaced by its group: its source's, "head" for the head."""
+    def group(path, _):
+      if path[0].key == "sources":
+        return self.sources[path[1].key].learning_rate_group
+      return "head"
+    return jax.tree_util.tree_map_with_path(group, params)
 
   def features(self, batch: dict, *, deterministic: bool | None = None) -> jax.Array:
     """The sources' vectors side by side, `[B, dim]` float32 (the head's input)."""

@@ -26,6 +26,7 @@ class TextSource(nnx.Module):
 
   name = NAME
   agents = ()  # runs no agent
+  learning_rate_group = "encoder"
 
   def __init__(self, classifier: SequenceClassifier, max_seq_len: int):
     """Takes the encoder, pooler and dropout of `classifier` (its own head is not used)."""

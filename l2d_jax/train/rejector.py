@@ -15,6 +15,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from l2d_jax.data.example import Example
@@ -137,12 +138,30 @@ class RejectorSettings:
   steps: int = 1000
   batch_size: int = 32
   optim: OptimConfig = OptimConfig(learning_rate=1e-4)
+  head_learning_rate: float = 0.0  # the "head" group's (`Rejector.learning_rate_groups`); 0: optim's
   u: float = 1.0
   seed: int = 0
   eval_every: int = 200
   checkpoint_every: int = 200
   keep_checkpoints: int = 3
   progress: bool = True
+
+
+def rejector_optimizer(model: nnx.Module, settings: RejectorSettings
+                       ) -> optax.GradientTransformation:
+  """The optimizer; with `head_learning_rate`, one per learning-rate group of the rejector.
+
+  A pretrained text encoder fine-tunes at a few 1e-5, where fresh layers over
+  the agents' features and the head barely move in a few hundred steps: with
+  `head_learning_rate` set, those train at it (each group its own AdamW,
+  schedule and clipping) and the encoder at `optim.learning_rate`.
+  """
+  if not settings.head_learning_rate:
+    return make_optimizer(settings.optim, settings.steps)
+  head = dataclasses.replace(settings.optim, learning_rate=settings.head_learning_rate)
+  return optax.multi_transform({"encoder": make_optimizer(settings.optim, settings.steps),
+                                "head": make_optimizer(head, settings.steps)},
+                               model.learning_rate_groups)
 
 
 def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
@@ -154,7 +173,7 @@ def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
   validation deferral loss. Returns the trainable and the last evaluation.
   """
   mesh = mesh or mesh_lib.make_mesh()
-  trainable = Trainable(model, make_optimizer(settings.optim, settings.steps), mesh, settings.seed)
+  trainable = Trainable(model, rejector_optimizer(model, settings), mesh, settings.seed)
   rows = loop_lib.epoch_batches(train.num_examples, settings.batch_size, settings.seed)
 
   def eval_fn(trainable):
