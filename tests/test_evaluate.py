@@ -372,6 +372,33 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
                         calibration=calibration, rejector_logits_ExJ=lead(test_v))
 
 
+def test_a_budget_met_on_the_test_questions_themselves_realises_its_target():
+  # As above: c where v > 0.9 lambda. Held out v = 1..4, "fee=0.9" allows three of four to c
+  # (lambda 1 / 0.9), which on test sends four of six (v > 1): fee 0.05 + 4.2 / 6 = 0.75.
+  # Met on the test logits themselves, the most spending lambda within 0.9 sends five
+  # (lambda 0.5 / 0.9): fee 0.05 + 5.1 / 6 = 0.9 exactly.
+  lead = lambda v_E: np.stack([np.zeros(len(v_E)), np.full(len(v_E), -9.0), v_E], axis=1)
+  calibration = budget_lib.Calibration(("a", "b", "c"), lead(np.array([1.0, 2, 3, 4])),
+                                       [0.1, 0.4, 1.0], fixed_fee=0.05)
+  rep = report.build_report(
+      make_table(), CONF_E, ORACLE_E, [(0.5, ORACLE_E)], rejector_fee=0.05,
+      budgets=["fee=0.9"], calibration=calibration,
+      rejector_logits_ExJ=lead(np.array([0.5, 1.0, 1.5, 2.5, 3.0, 5.0])))
+  (row,) = rep["budgets"]
+  assert (row["lambda"], row["test"]["fee"]) == (pytest.approx(1 / 0.9), pytest.approx(0.75))
+  batch = row["batch"]
+  assert batch["lambda"] == pytest.approx(0.5 / 0.9)
+  alloc_E = np.array([0, 2, 2, 2, 2, 2])
+  assert_close(batch["test"], baselines.rejector_row(alloc_E, make_table(), 0.05))
+  assert batch["gain_over_random"] == baselines.gain_over_random(alloc_E, make_table())
+  assert_close([batch["test"]["fee"], batch["test_minus_target"]], [0.9, 0.0])
+  lines = report.markdown(rep).splitlines()
+  assert any(line.startswith("| `fee=0.9` | lambda 1.111 | 0.8250 ± ") and "| -0.1500 |" in line
+             for line in lines)
+  assert any(line.startswith("| `fee=0.9` on test | lambda 0.5556 | – | +0.0000 |")
+             for line in lines)
+
+
 def test_fee_offsets_trace_the_rejectors_curve_on_its_own_test_logits():
   # Agent c leads a by v (b never competes): with offsets -lambda * fee, c is chosen where
   # v > 0.9 lambda (ties to a). Fees 0.1 (all to a) to 1.0 (all to c); at the middle target

@@ -1,5 +1,6 @@
 """Rejector export: PyTorch parity of the HF directory, the StableHLO router without l2d_jax, route."""
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -258,8 +259,25 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
     assert (held <= 1.5) if realised == "fee" else (held <= 0.2)
     printed = capsys.readouterr().out
     assert f"budget {spec} (" in printed
-    assert (f"held out {held:.4f} ± {point.standard_error:.4f} (the 23 routed questions); "
+    assert (f"met on the 23 routed questions: {held:.4f} ± {point.standard_error:.4f}; "
             f"here {held:.4f} on 23 questions") in printed
+  # Held out on 8 of them, the budget is met on those 8; on the batch, on all 23 (exactly).
+  held_out = dataclasses.replace(calibration, logits_ExJ=logits_ExJ[:8], source="8 held out")
+  (export / bundle.CALIBRATION_FILE).write_text(json.dumps(held_out.to_json()))
+  bundle.write_manifest(export)
+  for budget_on, calibrated in (("held-out", held_out), ("batch", calibration)):
+    point = budget.operating_point("fee=1.5", calibrated)
+    assert cli.main(["route", "--export", str(export), "--data", str(data), "--out", str(out),
+                     "--batch-size", "8", "--budget", "fee=1.5", "--budget-on", budget_on]) == 0
+    alloc_E = point.route(logits_ExJ)
+    assert json.loads(out.read_text()) == {e.id: AGENTS[j]
+                                           for e, j in zip(setup["examples"], alloc_E)}
+    printed = capsys.readouterr().out
+    here = float(np.mean(np.asarray(META.fees_J)[alloc_E]) + META.router_fee)
+    source = "8 held out" if budget_on == "held-out" else f"the 23 questions of {data}"
+    assert f"met on {source}: {point.fee:.4f}" in printed and f"here {here:.4f} on 23" in printed
+    if budget_on == "batch":
+      assert point.fee == pytest.approx(here)
   assert cli.main(["route", "--export", str(export), "--data", str(data),
                    "--budget", "fee=9"]) == 2
   assert "budget 'fee=9' is out of reach: this router's mean fee per question lies in [0.12, " \

@@ -8,8 +8,16 @@ question), its gain over random allocation with the same shares, and the
 realised fee or capped share minus the target. A budget out of the router's
 reach gets a row with its `error` instead, so one bad budget does not cost the
 rest of the report.
+
+Held-out articles are not the test articles: where the agents' confidence
+differs between them, a fee met there is missed on test by more than sampling
+error. A fee or share depends on the routes alone, not on any answer, so a
+batch of questions can also be routed at offsets met on the batch itself
+(`l2d-jax route --budget-on batch`); each row's `batch` entry is that, met on
+the test questions' own logits with no label read.
 """
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,12 +56,29 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
     except budget_lib.BudgetError as err:
       rows.append({"budget": spec, "error": str(err)})
       continue
-    alloc_E = point.route(test_logits_ExJ)
-    test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops, rejector_paid)
-    budget = point.budget
-    realised = test["fee"] if budget.kind == "fee" else test["shares"][budget.agent]
-    rows.append({**point.to_json(table.names), "kind": budget.kind, "agent": budget.agent,
-                 "target": budget.value, "test": test,
-                 "gain_over_random": baselines.gain_over_random(alloc_E, table),
-                 "test_minus_target": realised - budget.value})
+    on_batch = budget_lib.operating_point(spec, dataclasses.replace(
+        calibration, logits_ExJ=test_logits_ExJ, source="the test questions, labels unread"))
+    rows.append({**point.to_json(table.names), "kind": point.budget.kind,
+                 "agent": point.budget.agent, "target": point.budget.value,
+                 **_realised(point, test_logits_ExJ, table, rejector_fee, rejector_flops,
+                             rejector_paid),
+                 "batch": {**_knob(on_batch),
+                           **_realised(on_batch, test_logits_ExJ, table, rejector_fee,
+                                       rejector_flops, rejector_paid)}})
   return rows
+
+
+def _knob(point: budget_lib.OperatingPoint) -> dict:
+  return {"lambda" if point.budget.kind == "fee" else "delta": point.knob}
+
+
+def _realised(point: budget_lib.OperatingPoint, test_logits_ExJ: np.ndarray,
+              table: baselines.AgentTable, rejector_fee: float, rejector_flops: float,
+              rejector_paid: Sequence[int]) -> dict:
+  """The test row of `point`'s routes, its gain over random and its fee or share minus target."""
+  alloc_E = point.route(test_logits_ExJ)
+  test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops, rejector_paid)
+  budget = point.budget
+  realised = test["fee"] if budget.kind == "fee" else test["shares"][budget.agent]
+  return {"test": test, "gain_over_random": baselines.gain_over_random(alloc_E, table),
+          "test_minus_target": realised - budget.value}

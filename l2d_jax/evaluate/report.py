@@ -247,17 +247,29 @@ def _budgets_section(report: dict) -> list[str]:
            "lambda whose mean fee there is at most F (deciding included); `share:A<=S` subtracts "
            "delta from A's alone, the least that keeps A's share there at most S. The rows are "
            "what those offsets realise on test; the held-out figure's ± is its standard error "
-           "at that size, how far test may stray by sampling alone.", ""]
+           "at that size, how far test may stray by sampling alone (other articles stray "
+           "further). The rows \"on test\" are the same budget met on the test questions' own "
+           "logits, no label read, as `l2d-jax route --budget-on batch` meets it on the "
+           "questions it routes.", ""]
   if met:
     lines += _table(
         ["budget", "operating point", "held-out", "test − target"],
-        [[f"`{row['budget']}`",
-          (f"lambda {row['lambda']:.4g}" if row["kind"] == "fee"
-           else f"delta {row['delta']:.4g} on {row['agent']}"),
-          _held_out(row), f"{row['test_minus_target']:+.4f}"] for row in met],
-        [row["test"] for row in met], report["metadata"]["agents"])
+        [cells for row in met for cells in (
+            [f"`{row['budget']}`", _operating_point(row), _held_out(row),
+             f"{row['test_minus_target']:+.4f}"],
+            [f"`{row['budget']}` on test", _operating_point(row | row["batch"]), "–",
+             f"{row['batch']['test_minus_target']:+.4f}"])],
+        [test for row in met for test in (row["test"], row["batch"]["test"])],
+        report["metadata"]["agents"])
   lines += [f"- `{row['budget']}`: {row['error']}" for row in rows if "error" in row]
   return lines
+
+
+def _operating_point(row: dict) -> str:
+  """lambda of a fee budget, delta and its agent of a share cap."""
+  if row["kind"] == "fee":
+    return f"lambda {row['lambda']:.4g}"
+  return f"delta {row['delta']:.4g} on {row['agent']}"
 
 
 def _held_out(row: dict) -> str:

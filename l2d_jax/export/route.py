@@ -18,6 +18,10 @@ instead of the rejector's own choice (`defer.budget`): the offsets on its
 logits are met on the export's `calibration.json`, the rejector's logits on
 questions it never trained on, so any budget can be asked for from the export
 alone; it prints the held-out figures beside what these questions realise.
+Held-out questions are not these questions: where they differ (other articles,
+harder ones), so does the realised fee. A fee or a share depends on the routes
+alone, so with `--budget-on batch` the offsets are met on the routed questions'
+own logits instead, and the budget holds on the file as a whole.
 
 The export is verified against its manifest before anything is read from it
 (`loader.verify_export`), and a router that gives NaN or infinite logits routes
@@ -26,6 +30,7 @@ nothing: a damaged export, like bad data, is one line on stderr naming the file
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -64,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> No
                            "question, the router's own included, in the report's fee units) or "
                            "'share:AGENT<=S' (at most a share S of the questions to AGENT), met "
                            "on the export's held-out calibration questions.")
+  parser.add_argument("--budget-on", choices=("held-out", "batch"), default="held-out",
+                      help="Where the budget is met: on the export's held-out questions "
+                           "(default; each question routes alone), or on the questions of "
+                           "--data themselves (their mean fee or share then meets it exactly, "
+                           "up to ties).")
   parser.add_argument("--agent-features", metavar="FILE.npz",
                       help="For a router that reads agents' features: read them from this file "
                            "(question id -> features, as precompute and `l2d-jax agent-features` "
@@ -78,8 +88,15 @@ def run(args: argparse.Namespace) -> int:
   point = budget_lib.operating_point(args.budget, calibration) if args.budget else None
   data = squad.read_squad(args.data)
   sources = []
-  routes = route_examples(args.export, data.examples, batch_size=args.batch_size, budget=point,
-                          agent_features=args.agent_features, sources=sources)
+  router, logits_ExJ = route_logits(args.export, data.examples, batch_size=args.batch_size,
+                                    agent_features=args.agent_features, sources=sources)
+  if point is not None and args.budget_on == "batch":
+    calibration = dataclasses.replace(calibration, logits_ExJ=logits_ExJ,
+                                      source=f"the {len(logits_ExJ)} questions of {data.path}")
+    point = budget_lib.operating_point(args.budget, calibration)
+  agent_E = budget_lib.route(logits_ExJ, np.zeros(logits_ExJ.shape[1]) if point is None
+                             else point.offset_J)
+  routes = {example.id: router.agent_names[j] for example, j in zip(data.examples, agent_E)}
   names, meta = bundle.read_agents(args.export)
   if data.skips.total:
     print(f"{data.path}: {data.skips.summary()}\n(skipped questions are not routed)",
@@ -122,7 +139,7 @@ def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Cal
     unit = f"share of {budget.agent}"
   se = "" if point.standard_error is None else f" ± {point.standard_error:.4f}"
   source = calibration.source or f"{point.num_questions} calibration questions"
-  return (f"budget {budget.spec} ({unit}): {knob}; held out {held:.4f}{se} ({source}); "
+  return (f"budget {budget.spec} ({unit}): {knob}; met on {source}: {held:.4f}{se}; "
           f"here {here:.4f} on {len(alloc_E)} questions")
 
 
@@ -133,12 +150,26 @@ def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
                    sources: list[str] | None = None) -> dict[str, str]:
   """{question id: agent name} for `examples`, using only the export directory.
 
-  With `budget`, its offsets move the rejector's choice (`defer.budget`). A
-  router that reads agents' features takes them from the file `agent_features`
-  if given, else from the agents exported beside it; `sources` (if given)
-  receives one line per feature source saying where its inputs came from.
-  Raises loader.ExportError for a damaged export, or one whose tokenizer is not
-  the one the router was exported with.
+  With `budget`, its offsets move the rejector's choice (`defer.budget`).
+  Inputs and errors as `route_logits`.
+  """
+  router, logits_ExJ = route_logits(export_dir, examples, batch_size=batch_size,
+                                    agent_features=agent_features, sources=sources)
+  offset_J = np.zeros(len(router.agent_names)) if budget is None else budget.offset_J
+  agent_E = budget_lib.route(logits_ExJ, offset_J)  # with no budget, the router's own argmax
+  return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
+
+
+def route_logits(export_dir: str | pathlib.Path, examples: list[Example], *,
+                 batch_size: int = 64, agent_features: str | pathlib.Path | None = None,
+                 sources: list[str] | None = None) -> tuple[Router, np.ndarray]:
+  """The loaded router and its logits for `examples`, `float32[E, J]`, from the export alone.
+
+  A router that reads agents' features takes them from the file
+  `agent_features` if given, else from the agents exported beside it;
+  `sources` (if given) receives one line per feature source saying where its
+  inputs came from. Raises loader.ExportError for a damaged export, or one
+  whose tokenizer is not the one the router was exported with.
   """
   router = Router(export_dir)
   inputs = {}
@@ -151,10 +182,7 @@ def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
     inputs.update(arrays)
     if sources is not None:
       sources.append(said)
-  logits_ExJ = router_logits(router, inputs, batch_size)
-  offset_J = np.zeros(len(router.agent_names)) if budget is None else budget.offset_J
-  agent_E = budget_lib.route(logits_ExJ, offset_J)  # with no budget, the router's own argmax
-  return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
+  return router, router_logits(router, inputs, batch_size)
 
 
 def _text_inputs(export_dir, router: Router, source: dict, examples: list[Example],
