@@ -107,5 +107,8 @@ def get_config() -> C.ExperimentConfig:
       # minilm-6L and then to the small experts: a sparse grid leaves gaps
       # there that the curve can only bridge by mixing.
       eval=C.EvalConfig(beta_scales=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
-                                     0.5, 0.7, 1.0)),
+                                     0.5, 0.7, 1.0),
+                        # Fees as minilm-6L's alone, halfway to the human, and caps on the human.
+                        budgets=("fee=1.0", "fee=2.0", "share:human<=0.3",
+                                 "share:human<=0.1")),
   )
