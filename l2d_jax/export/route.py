@@ -143,23 +143,6 @@ def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Cal
           f"here {here:.4f} on {len(alloc_E)} questions")
 
 
-def route_examples(export_dir: str | pathlib.Path, examples: list[Example], *,
-                   batch_size: int = 64,
-                   budget: budget_lib.OperatingPoint | None = None,
-                   agent_features: str | pathlib.Path | None = None,
-                   sources: list[str] | None = None) -> dict[str, str]:
-  """{question id: agent name} for `examples`, using only the export directory.
-
-  With `budget`, its offsets move the rejector's choice (`defer.budget`).
-  Inputs and errors as `route_logits`.
-  """
-  router, logits_ExJ = route_logits(export_dir, examples, batch_size=batch_size,
-                                    agent_features=agent_features, sources=sources)
-  offset_J = np.zeros(len(router.agent_names)) if budget is None else budget.offset_J
-  agent_E = budget_lib.route(logits_ExJ, offset_J)  # with no budget, the router's own argmax
-  return {example.id: router.agent_names[j] for example, j in zip(examples, agent_E)}
-
-
 def route_logits(export_dir: str | pathlib.Path, examples: list[Example], *,
                  batch_size: int = 64, agent_features: str | pathlib.Path | None = None,
                  sources: list[str] | None = None) -> tuple[Router, np.ndarray]:
