@@ -18,15 +18,16 @@ The check of issue 14 on a lent GPU (one command, within the device budget):
    tokens, batch 256, bf16: `agents.precompute.forward_fn` (logits, best span
    and gold NLL per window) against `BertForQuestionAnswering` under autocast
    and `inference_mode`. Target: at least 1.5x PyTorch eager.
-3. The wall time of `l2d-jax run --config squad_v1_minilm_gpu` (a fresh workdir
-   under `--out`), in a subprocess with what is left of `--deadline-s`.
+3. The wall time of `l2d-jax run --config squad_v1_minilm_gpu` (`--run-config`;
+   with `--dry-run` the demo) in a fresh workdir under `--out`, in a
+   subprocess with what is left of `--deadline-s`.
 
 Each row's batches are on the device before timing; a row runs `--warmup`
 untimed steps, then `--steps` timed ones, synchronizing only at the end.
 Prints a table and writes `gpu_benchmark.json` (and the run's log) to `--out`.
 
   python benchmarks/gpu.py --out DIR [--deadline-s 560]
-  python benchmarks/gpu.py --dry-run --out DIR    # tiny shapes, the demo as the run: checks, measures nothing
+  python benchmarks/gpu.py --dry-run --out DIR  # tiny shapes, the demo as the run: measures nothing
 """
 
 import argparse

@@ -114,8 +114,9 @@ class TrainConfig:
   steps: int = 1000
   batch_size: int = 32
   optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(learning_rate=1e-4))
-  # The head's and the agent-feature layer's learning rate, when a pretrained text encoder
-  # fine-tunes at optim's (`train.rejector.rejector_optimizer`); 0: optim's for all.
+  # The learning rate of the head and of fresh layers (the agent-feature source's), when a
+  # pretrained text encoder fine-tunes at optim's (`train.rejector.rejector_optimizer`), and
+  # of the frozen-encoder head; 0: optim's for all. With no text encoder it is the only one.
   head_learning_rate: float = 0.0
   u: float = 1.0                  # comp-sum parameter (1: log / cross-entropy)
   seed: int = 0
@@ -142,8 +143,9 @@ class EvalConfig:
   # routing is free, the usual learning-to-defer convention).
   rejector_fee: str = "flops"
   # Operating points users can ask for, each met on the held-out rejector_train
-  # questions and reported on test (`defer.budget`): "fee=1.2" (a target mean fee
-  # per question, deciding included) or "share:human<=0.3" (a cap on one agent's share).
+  # questions, and on the test questions themselves (no label read), and reported on
+  # test (`defer.budget`): "fee=1.2" (a target mean fee per question, deciding
+  # included) or "share:human<=0.3" (a cap on one agent's share).
   budgets: tuple[str, ...] = ()
 
 

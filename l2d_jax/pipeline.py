@@ -222,7 +222,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
   check_agents(config, until)
   sources.check(config)
-  report_stage.check_budgets(config)
+  report_stage.check_eval(config)
   workdir = pathlib.Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "config.json").write_text(json.dumps(config_lib.to_dict(config), indent=1))

@@ -54,8 +54,14 @@ def check_rejector_fee(spec: str) -> None:
     raise ConfigError(f"eval.rejector_fee: {err}") from None
 
 
-def check_budgets(config: config_lib.ExperimentConfig) -> None:
-  """Refuses an `eval.budgets` entry that does not parse or caps no agent, before anything runs."""
+def check_eval(config: config_lib.ExperimentConfig) -> None:
+  """Refuses curve settings and `eval.budgets` entries the report could not use, before
+  anything runs (else the error would come after all the training)."""
+  if config.eval.fee_offsets != 0 and config.eval.fee_offsets < 2:
+    raise ConfigError(f"eval.fee_offsets must be 0 (none) or at least 2, got "
+                      f"{config.eval.fee_offsets}")
+  if config.eval.cascade_points < 2:
+    raise ConfigError(f"eval.cascade_points must be at least 2, got {config.eval.cascade_points}")
   names = [agent.name for agent in config.agents]
   for spec in config.eval.budgets:
     try:

@@ -152,3 +152,8 @@ def test_a_fee_sweep_runs_from_the_cheapest_to_the_dearest_allocation():
     assert sorted(np.flatnonzero(routed == 1)) == sorted(order[:k])
   with pytest.raises(ValueError, match="at least 2 points"):
     budget.fee_sweep(calibration, 1)
+  # Every route costs the same: one point, the router's own choice.
+  flat = budget.Calibration(("x", "y"), calibration.logits_ExJ, [0.5, 0.5])
+  (point,) = budget.fee_sweep(flat, 5)
+  assert point.fee == 0.5 and point.knob == 0
+  np.testing.assert_array_equal(point.route(flat.logits_ExJ), np.argmax(flat.logits_ExJ, axis=1))

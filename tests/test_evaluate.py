@@ -422,18 +422,31 @@ def test_fee_offsets_trace_the_rejectors_curve_on_its_own_test_logits():
   assert any(line.startswith("| 0.5 | 1.667 | ") for line in lines)
   with pytest.raises(ValueError, match="fee offsets need the rejector's test logits"):
     report.build_report(make_table(), CONF_E, ORACLE_E, [(0.0, ORACLE_E)], fee_offsets=3)
+  with pytest.raises(ValueError, match=r"shape \(6, 2\), not \(questions, agents\) = \(6, 3\)"):
+    report.build_report(make_table(), CONF_E, ORACLE_E, [(0.0, ORACLE_E)],
+                        rejector_logits_ExJ=logits_ExJ[:, :2], fee_offsets=3)
+
+
+def test_curve_settings_are_checked_before_anything_runs():
+  config = config_lib.ExperimentConfig(name="x")
+  report_stage.check_eval(config_lib.override(config, "eval.fee_offsets=0"))
+  for setting, message in (("eval.fee_offsets=1",
+                            "eval.fee_offsets must be 0 .none. or at least 2, got 1"),
+                           ("eval.cascade_points=1", "eval.cascade_points must be at least 2")):
+    with pytest.raises(config_lib.ConfigError, match=message):
+      report_stage.check_eval(config_lib.override(config, setting))
 
 
 def test_budgets_are_checked_before_anything_runs():
   config = config_lib.ExperimentConfig(
       name="x", agents=(config_lib.AgentConfig(name="small"), config_lib.AgentConfig(name="human")))
-  report_stage.check_budgets(config_lib.override(
+  report_stage.check_eval(config_lib.override(
       config, "eval.budgets=('fee=1.2', 'share:human<=0.3')"))
   for specs, message in (("('fee:1.2',)", r"eval.budgets: budget 'fee:1.2': expected"),
                          ("('share:expert<=0.3',)", r"caps 'expert', which is no agent of x "
                                                     r"\(small, human\)")):
     with pytest.raises(budget_lib.BudgetError, match=message):
-      report_stage.check_budgets(config_lib.override(config, f"eval.budgets={specs}"))
+      report_stage.check_eval(config_lib.override(config, f"eval.budgets={specs}"))
 
 
 def test_report_markdown_tables():

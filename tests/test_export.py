@@ -265,6 +265,7 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
   held_out = dataclasses.replace(calibration, logits_ExJ=logits_ExJ[:8], source="8 held out")
   (export / bundle.CALIBRATION_FILE).write_text(json.dumps(held_out.to_json()))
   bundle.write_manifest(export)
+  routed = {}
   for budget_on, calibrated in (("held-out", held_out), ("batch", calibration)):
     point = budget.operating_point("fee=1.5", calibrated)
     assert cli.main(["route", "--export", str(export), "--data", str(data), "--out", str(out),
@@ -278,6 +279,16 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
     assert f"met on {source}: {point.fee:.4f}" in printed and f"here {here:.4f} on 23" in printed
     if budget_on == "batch":
       assert point.fee == pytest.approx(here)
+    routed[budget_on] = json.loads(out.read_text())
+  assert routed["held-out"] != routed["batch"]
+  assert cli.main(["route", "--export", str(export), "--data", str(data),
+                   "--budget-on", "batch"]) == 2
+  assert "--budget-on batch needs a --budget to meet" in capsys.readouterr().err
+  empty = tmp_path / "empty.json"
+  squad.write_squad(empty, [], "1.1")
+  assert cli.main(["route", "--export", str(export), "--data", str(empty),
+                   "--budget", "fee=1.5", "--budget-on", "batch"]) == 2
+  assert f"{empty}: no questions to meet --budget fee=1.5 on" in capsys.readouterr().err
   assert cli.main(["route", "--export", str(export), "--data", str(data),
                    "--budget", "fee=9"]) == 2
   assert "budget 'fee=9' is out of reach: this router's mean fee per question lies in [0.12, " \

@@ -31,11 +31,17 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   config.write_text("import sys\nsys.path.insert(0, %r)\nfrom demo import smoke_config as "
                     "get_config\n" % str(EXPERIMENTS))
   run = ["run", "--config", str(config), "--workdir", str(tmp_path / "w"),
-         "--set", "eval.budgets=('share:medium-2L<=0.5', 'fee=99')"]
+         "--set", "eval.budgets=('share:medium-2L<=0.5', 'fee=99')",
+         "--set", "eval.fee_offsets=4", "--set", "eval.cascade_points=5"]
   assert cli.main(run) == 0
   outputs = json.loads(capsys.readouterr().out)
   report = json.loads(pathlib.Path(outputs["report_json"]).read_text())
   assert {"agents", "rejector", "baselines", "curve"} <= report.keys()
+  # The curve: a head per beta scale, then the rejector at 4 fee offsets; the cascade's
+  # thresholds are 5 quantiles and one above every confidence (fewer if some coincide).
+  points = report["curve"]["rejector"]["points"]
+  assert [p["lambda"] is None for p in points] == [True] * 3 + [False] * 4
+  assert 2 <= len(report["curve"]["cascade"]["points"]) <= 6
   assert [a["agent"] for a in report["agents"]] == ["small-1L", "medium-2L"]
   # The rejector pays its own forward pass, in the agents' FLOPs fee units.
   meta = report["metadata"]

@@ -60,6 +60,11 @@ def test_a_checkpoint_of_another_model_is_one_config_error(tmp_path):
   with pytest.raises(ConfigError, match=r"/1: its parameters do not fit this model.*params/w "
                                         r"saved \(3, 4\), model \(5, 4\)"):
     ckpt.Checkpointer(tmp_path).restore(1, ckpt.abstract_like(other))
+  # Same parameters, another optimizer (e.g. train.head_learning_rate set since): said so.
+  other_optimizer = dict(_state(mesh), opt_state={"count": mesh_lib.replicate(mesh, np.int32(0))})
+  with pytest.raises(ConfigError, match=r"/1: its optimizer state does not fit this optimizer "
+                                        r".*train.head_learning_rate.*opt_state/count saved None"):
+    ckpt.Checkpointer(tmp_path).restore(1, ckpt.abstract_like(other_optimizer))
 
 
 def test_unfinished_save_is_ignored(tmp_path):

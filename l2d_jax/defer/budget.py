@@ -21,9 +21,13 @@ agent it is routed to (what routing to j adds). The offsets are chosen on a
 `Calibration`: the rejector's logits on questions it never trained on (the
 validation articles carved out of rejector_train), and then applied unchanged
 to any other question, where the fee and shares they realise differ from the
-calibration's by sampling error (`OperatingPoint.standard_error`). The logits
-may come from any rejector, whatever it reads: only `[E, J]` logits and the
-fees enter here.
+calibration's by sampling error (`OperatingPoint.standard_error`) and by
+whatever sets those questions apart (other articles, harder ones). No label
+enters, so the calibration may also be the very questions to route, whose
+fee or share then meets the budget as closely as their number allows
+(`route --budget-on batch`, the report's `batch` rows, `fee_sweep`). The
+logits may come from any rejector, whatever it reads: only `[E, J]` logits
+and the fees enter here.
 """
 
 import dataclasses
@@ -241,14 +245,16 @@ def fee_sweep(calibration: Calibration, num_points: int) -> list[OperatingPoint]
   the curve it traces by its fee offsets alone (for two agents, a threshold on
   its logit difference, as a cascade thresholds a confidence). On questions
   whose labels it never reads, e.g. a report's test logits, this is the
-  router's accuracy–cost curve at no further training.
+  router's accuracy–cost curve at no further training. Where every route
+  costs the same (one agent, equal fees, or all of them paid anyway) there is
+  nothing to sweep: one point.
   """
   if num_points < 2:
     raise ValueError(f"a fee sweep needs at least 2 points, got {num_points}")
   lo, hi = calibration.reachable_fees()
+  fees = np.linspace(lo, hi, num_points) if hi > lo else [lo]
   return [operating_point(Budget(spec=f"fee={fee:.6g}", kind="fee", value=float(fee)),
-                          calibration)
-          for fee in np.linspace(lo, hi, num_points)]
+                          calibration) for fee in fees]
 
 
 def _least_within(value_of, target: float, lo: float, hi: float) -> float:

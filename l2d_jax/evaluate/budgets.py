@@ -32,6 +32,9 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
                 rejector_paid: Sequence[int] = ()) -> list[dict]:
   """One row per budget: its operating point, held-out figures and what it realises on test.
 
+  Each row's `batch` holds the same budget met on `test_logits_ExJ` themselves
+  instead: its knob and what it realises there.
+
   The calibration must price questions as the rejector's rows do
   (`baselines.routing_fees`: the table's fees per agent, `rejector_fee` and
   the fees of the agents `rejector_paid` on every question), else its
@@ -49,6 +52,8 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
   if test_logits_ExJ.shape != (table.num_questions, table.num_agents):
     raise ValueError(f"test logits must have shape {(table.num_questions, table.num_agents)}, "
                      f"got {test_logits_ExJ.shape}")
+  on_test = dataclasses.replace(calibration, logits_ExJ=test_logits_ExJ,
+                                source="the test questions, labels unread")
   rows = []
   for spec in specs:
     try:
@@ -56,8 +61,7 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
     except budget_lib.BudgetError as err:
       rows.append({"budget": spec, "error": str(err)})
       continue
-    on_batch = budget_lib.operating_point(spec, dataclasses.replace(
-        calibration, logits_ExJ=test_logits_ExJ, source="the test questions, labels unread"))
+    on_batch = budget_lib.operating_point(spec, on_test)
     rows.append({**point.to_json(table.names), "kind": point.budget.kind,
                  "agent": point.budget.agent, "target": point.budget.value,
                  **_realised(point, test_logits_ExJ, table, rejector_fee, rejector_flops,
@@ -69,6 +73,7 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
 
 
 def _knob(point: budget_lib.OperatingPoint) -> dict:
+  """{"lambda": knob} of a fee budget, {"delta": knob} of a share cap."""
   return {"lambda" if point.budget.kind == "fee" else "delta": point.knob}
 
 

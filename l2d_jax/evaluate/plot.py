@@ -1,7 +1,8 @@
 """The accuracy–cost picture of a report: `tradeoff.png`, F1 against the normalised fee.
 
-Drawn from a `report.build_report` dict alone: the rejector's beta sweep (all
-points, its Pareto front as a line, the configured rejector highlighted), the
+Drawn from a `report.build_report` dict alone: the rejector's curve (a head
+per beta scale and its fee offsets: all points, its Pareto front as a line, the
+configured rejector highlighted), the
 confidence cascade's threshold sweep, the random allocations with the same
 shares as each rejector point, every agent alone as a labelled point, the
 agents' own front (their best random mixtures) and the oracle; the legend

@@ -81,6 +81,10 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     raise ValueError("budgets need the calibration and the rejector's test logits")
   if fee_offsets and rejector_logits_ExJ is None:
     raise ValueError("fee offsets need the rejector's test logits")
+  if rejector_logits_ExJ is not None and (
+      np.shape(rejector_logits_ExJ) != (table.num_questions, table.num_agents)):
+    raise ValueError(f"rejector_logits_ExJ has shape {np.shape(rejector_logits_ExJ)}, not "
+                     f"(questions, agents) = {(table.num_questions, table.num_agents)}")
   agents = baselines.agent_rows(table)
   best = max(range(table.num_agents), key=lambda j: (agents[j]["f1"], -j))
   max_fee = float(table.fee_J.max())
@@ -222,9 +226,11 @@ def markdown(report: dict) -> str:
     on_front = {p["index"] for p in summary["pareto_front"]}
     lines += ["", f"## {name.capitalize()} curve points", ""]
     if name == "rejector":
-      lines += ["Each beta scale's own head (lambda –), then the configured rejector under "
-                "fee offsets `-lambda * fee` on its logits (what `route --budget fee=F` applies). "
-                "F1 gain: over random allocation with the point's own shares (± standard "
+      lines += ["Each beta scale's own head (lambda –)"
+                + (", then the configured rejector under fee offsets `-lambda * fee` on its "
+                   "logits (what `route --budget fee=F` applies)"
+                   if any(p["lambda"] is not None for p in summary["points"]) else "")
+                + ". F1 gain: over random allocation with the point's own shares (± standard "
                 "error).", ""]
     lines += _table([k.replace("_", " ") for k in keys] + ["front"]
                     + (["F1 gain"] if name == "rejector" else []),

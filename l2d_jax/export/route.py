@@ -21,7 +21,9 @@ alone; it prints the held-out figures beside what these questions realise.
 Held-out questions are not these questions: where they differ (other articles,
 harder ones), so does the realised fee. A fee or a share depends on the routes
 alone, so with `--budget-on batch` the offsets are met on the routed questions'
-own logits instead, and the budget holds on the file as a whole.
+own logits instead: the file as a whole spends the most it can within the
+budget, as closely as its number of questions allows (one question can only
+cost one agent's fee), and each question's route depends on the others.
 
 The export is verified against its manifest before anything is read from it
 (`loader.verify_export`), and a router that gives NaN or infinite logits routes
@@ -68,12 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "route") -> No
                       help="Route at an operating point: 'fee=F' (a target mean fee per "
                            "question, the router's own included, in the report's fee units) or "
                            "'share:AGENT<=S' (at most a share S of the questions to AGENT), met "
-                           "on the export's held-out calibration questions.")
+                           "where --budget-on says.")
   parser.add_argument("--budget-on", choices=("held-out", "batch"), default="held-out",
-                      help="Where the budget is met: on the export's held-out questions "
-                           "(default; each question routes alone), or on the questions of "
-                           "--data themselves (their mean fee or share then meets it exactly, "
-                           "up to ties).")
+                      help="Where --budget is met: on the export's held-out calibration "
+                           "questions (default: each question's route is its own), or on the "
+                           "questions of --data themselves (their mean fee or share is then "
+                           "the most spending at most the budget, as close as their number "
+                           "allows; a question's route then depends on the others).")
   parser.add_argument("--agent-features", metavar="FILE.npz",
                       help="For a router that reads agents' features: read them from this file "
                            "(question id -> features, as precompute and `l2d-jax agent-features` "
@@ -84,9 +87,14 @@ def run(args: argparse.Namespace) -> int:
   """Routes the file; bad input or a broken export raises UserError or loader.ExportError."""
   if args.batch_size < 1:
     raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+  if args.budget_on == "batch" and not args.budget:
+    raise UserError("--budget-on batch needs a --budget to meet")
   calibration = export_calibration(args.export) if args.budget else None
+  # Met held out first in either case: an unreachable budget fails before anything is read.
   point = budget_lib.operating_point(args.budget, calibration) if args.budget else None
   data = squad.read_squad(args.data)
+  if args.budget_on == "batch" and not data.examples:
+    raise UserError(f"{data.path}: no questions to meet --budget {args.budget} on")
   sources = []
   router, logits_ExJ = route_logits(args.export, data.examples, batch_size=args.batch_size,
                                     agent_features=args.agent_features, sources=sources)
@@ -125,7 +133,7 @@ def export_calibration(export_dir: str | pathlib.Path) -> budget_lib.Calibration
 
 def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Calibration,
                    alloc_E: list[int]) -> str:
-  """The budget's operating point, its held-out fee or share, and what these questions realise."""
+  """The budget's operating point, its fee or share where it was met, and what these realise."""
   budget, names = point.budget, calibration.agent_names
   alloc_E = np.asarray(alloc_E, np.int64)
   if budget.kind == "fee":

@@ -146,9 +146,12 @@ def _check_fits(state_dir: pathlib.Path, saved_tree: Any, wanted_tree: Any) -> N
   saved, wanted = _shapes_by_name(saved_tree), _shapes_by_name(wanted_tree)
   if saved != wanted:
     diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-    raise ConfigError(f"{state_dir.parent}: its parameters do not fit this model (a checkpoint "
-                      f"of another config?); first of {len(diff)} differences: {diff[0]} saved "
-                      f"{saved.get(diff[0])}, model {wanted.get(diff[0])}")
+    what = ("its optimizer state does not fit this optimizer (trained with other optimizer "
+            "settings, e.g. train.head_learning_rate?)"
+            if all(k.startswith("opt_state/") for k in diff) else
+            "its parameters do not fit this model (a checkpoint of another config?)")
+    raise ConfigError(f"{state_dir.parent}: {what}; first of {len(diff)} differences: {diff[0]} "
+                      f"saved {saved.get(diff[0])}, model {wanted.get(diff[0])}")
 
 
 def _shapes_by_name(tree: Any) -> dict[str, tuple[int, ...]]:

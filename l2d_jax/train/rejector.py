@@ -138,7 +138,7 @@ class RejectorSettings:
   steps: int = 1000
   batch_size: int = 32
   optim: OptimConfig = OptimConfig(learning_rate=1e-4)
-  head_learning_rate: float = 0.0  # the "head" group's (`Rejector.learning_rate_groups`); 0: optim's
+  head_learning_rate: float = 0.0  # `Rejector.learning_rate_groups`' "head"; 0: optim's
   u: float = 1.0
   seed: int = 0
   eval_every: int = 200
