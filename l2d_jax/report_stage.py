@@ -2,7 +2,7 @@
 
 Evaluation reads only the test rows of the agent store: each agent alone, the
 trained rejector's allocation, random allocation with the rejector's shares,
-the confidence cascade on the main model's best-span probability, the oracle,
+the confidence cascades on each model agent's best-span probability, the oracle,
 and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`), and
 what each configured budget (`eval.budgets`) realises. Budgets are met on the
 rejector's logits for the validation articles of rejector_train, which it
@@ -126,10 +126,12 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
                  timings: dict) -> dict:
   """report.json, report.md and tradeoff.png in `out_dir`; returns their paths."""
   test_rows = slice(pool.num_rejector_train, len(pool.examples))
-  conf_E = pool.store().example_table("prob_E", test_rows)[:, 0]
-  if not np.isfinite(conf_E).all():
+  conf_ExJ = pool.store().example_table("prob_E", test_rows)
+  if not np.isfinite(conf_ExJ[:, 0]).all():
     raise ConfigError(f"agent {pool.names[0]!r} (agent 0) has no confidence for the cascade: "
                      "the main model must be a model agent")
+  cascade_from = {j: conf_ExJ[:, j] for j in range(1, len(pool.names))
+                  if np.isfinite(conf_ExJ[:, j]).all()}
   logits_ExJ = sweep_lib.classifier_logits(stage.model, stage.pooled_test_ExH)
   alloc_E = np.asarray(policy.allocate(jnp.asarray(logits_ExJ)))
   metadata = {"experiment": config.name, "questions": splits.counts(),
@@ -145,12 +147,14 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
   if calibration is not None:
     metadata["budget_calibration"] = calibration.source
   report = report_lib.build_report(
-      test_table(config, pool, stage.test), conf_E, alloc_E, curve,
+      test_table(config, pool, stage.test), conf_ExJ[:, 0], alloc_E, curve,
       random_seeds=tuple(range(config.eval.random_seeds)), rejector_fee=rejector_fee,
       rejector_flops=rejector_flops, rejector_paid=pipeline.paid_agents(pool, stage.model),
       budgets=config.eval.budgets, calibration=calibration, rejector_logits_ExJ=logits_ExJ,
       fee_offsets=config.eval.fee_offsets,
-      cascade_thresholds=baselines.quantile_thresholds(conf_E, config.eval.cascade_points),
+      cascade_thresholds=baselines.quantile_thresholds(conf_ExJ[:, 0],
+                                                       config.eval.cascade_points),
+      cascade_from=cascade_from, cascade_points=config.eval.cascade_points,
       metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")

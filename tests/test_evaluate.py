@@ -169,7 +169,7 @@ def test_cascade_at_given_thresholds():
   # >= 0.5: a keeps q0, q3, q5; b answers q1, q2, q4, which a has already seen: they cost
   # both fees (0.1 + 0.4) and both FLOPs (1 + 4). The deferral loss is the answering agent's.
   assert_close(mid, {
-      "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6,
+      "main": "a", "expert": "b", "threshold": 0.5, "em": 3 / 6, "f1": 4 / 6,
       "fee": (3 * 0.1 + 3 * (0.1 + 0.4)) / 6, "flops": (3 * 1 + 3 * (1 + 4)) / 6,
       "deferral_loss": (0.05 + 0.2 + 0.7 + 0.55 + 1.2 + 0.05) / 6,
       "shares": {"a": 0.5, "b": 0.5, "c": 0.0}})
@@ -183,6 +183,22 @@ def test_cascade_at_given_thresholds():
   assert_close(baselines.cascade(CONF_E, table, np.array([0.5]))[1], to_c)
   with pytest.raises(ValueError, match="experts"):
     baselines.cascade(CONF_E, table, np.array([0.5]), experts=[0])
+
+
+def test_cascade_from_another_main_model_pays_it():
+  """CONF_E read as b's confidence: b keeps q0, q3, q5 and passes q1, q2, q4 on to c."""
+  table = make_table()
+  to_a, to_c = baselines.cascade(CONF_E, table, np.array([0.5]), main=1)
+  assert (to_a["main"], to_a["expert"], to_c["main"], to_c["expert"]) == ("b", "a", "b", "c")
+  assert_close(to_c, {
+      "main": "b", "expert": "c", "threshold": 0.5, "em": 3 / 6, "f1": 3.5 / 6,
+      "fee": (3 * 0.4 + 3 * (0.4 + 1.0)) / 6, "flops": (3 * 4 + 3 * (4 + 10)) / 6,
+      "deferral_loss": (0.2 + 1.2 + 0.7 + 0.5 + 0.5 + 1.5) / 6,
+      "shares": {"a": 0.0, "b": 0.5, "c": 0.5}})
+  with pytest.raises(ValueError, match="experts"):
+    baselines.cascade(CONF_E, table, np.array([0.5]), experts=[1], main=1)
+  with pytest.raises(ValueError, match="main model"):
+    baselines.cascade(CONF_E, table, main=3)
 
 
 def test_cascade_default_thresholds_span_main_only_to_expert_only():
@@ -263,6 +279,21 @@ def make_report() -> dict:
   sweep = [(0.0, np.array([0, 1, 2, 2, 2, 0])), (0.5, ORACLE_E), (10.0, np.zeros(6, int))]
   return report.build_report(table, CONF_E, ORACLE_E, sweep, random_seeds=[0, 1],
                              metadata={"split": "test"})
+
+
+def test_report_joins_cascades_from_other_main_models():
+  table, conf_b_E = make_table(), np.array([0.9, 0.8, 0.5, 0.1, 0.2, 0.6])
+  rep = report.build_report(table, CONF_E, ORACLE_E, [(0.5, ORACLE_E)],
+                            cascade_from={1: conf_b_E}, cascade_points=3)
+  assert rep["baselines"]["cascade"]["mains"] == ["a", "b"]
+  points = rep["curve"]["cascade"]["points"]
+  assert points[:44] == baselines.cascade(CONF_E, table)
+  from_b = baselines.cascade(conf_b_E, table, baselines.quantile_thresholds(conf_b_E, 3), main=1)
+  assert points[44:] == from_b and len(from_b) == 2 * 4
+  # b keeps q0, q1, q5 (confidence >= 0.55) and passes q2, q3, q4 on to c.
+  assert_close(from_b[5]["threshold"], 0.55)
+  assert_close([from_b[5]["f1"], from_b[5]["fee"]], [4.5 / 6, 0.4 + 0.5 * 1.0])
+  assert "| b | c | 0.55 |" in report.markdown(rep)
 
 
 def test_report_contents():

@@ -37,11 +37,14 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   outputs = json.loads(capsys.readouterr().out)
   report = json.loads(pathlib.Path(outputs["report_json"]).read_text())
   assert {"agents", "rejector", "baselines", "curve"} <= report.keys()
-  # The curve: a head per beta scale, then the rejector at 4 fee offsets; the cascade's
-  # thresholds are 5 quantiles and one above every confidence (fewer if some coincide).
+  # The curve: a head per beta scale, then the rejector at 4 fee offsets; a cascade from
+  # each model agent to the other, its thresholds 5 quantiles of that agent's confidence and
+  # one above every confidence (fewer if some coincide).
   points = report["curve"]["rejector"]["points"]
   assert [p["lambda"] is None for p in points] == [True] * 3 + [False] * 4
-  assert 2 <= len(report["curve"]["cascade"]["points"]) <= 6
+  assert report["baselines"]["cascade"]["mains"] == ["small-1L", "medium-2L"]
+  mains = [p["main"] for p in report["curve"]["cascade"]["points"]]
+  assert 2 <= mains.count("small-1L") <= 6 and 2 <= mains.count("medium-2L") <= 6
   assert [a["agent"] for a in report["agents"]] == ["small-1L", "medium-2L"]
   # The rejector pays its own forward pass, in the agents' FLOPs fee units.
   meta = report["metadata"]

@@ -13,12 +13,13 @@ The baselines:
            random. The row holds the exact expectation (per question, the
            share-weighted mean over agents), which has the same expected fee
            as the allocation; sampled draws are optional and only summarised.
-  cascade  the main model (agent 0) answers when its confidence (its best-span
-           probability) is at least a threshold, otherwise an expert answers.
-           Only agent 0's confidence is read (the main model decides whether to
-           defer), so the chain has a single step: every deferred question goes
-           to one expert. Every expert is tried in turn
-           (by default), so the cascade's curve is the front over all of them.
+  cascade  a main model (agent 0 by default) answers when its confidence (its
+           best-span probability) is at least a threshold, otherwise an expert
+           answers. Only the main model's confidence is read (it decides whether
+           to defer), so the chain has a single step: every deferred question
+           goes to one expert. Every other agent is tried in turn as the expert
+           (by default), so the cascade's curve is the front over all of them;
+           a report joins the cascades from every model agent (`report`).
            The main model runs on every question (its confidence decides), so
            a deferred question costs its fee and FLOPs as well as the expert's.
   oracle   the cheapest agent per question (ties to the lowest index, as in
@@ -214,14 +215,15 @@ def quantile_thresholds(conf_E: np.ndarray, num: int = 21) -> np.ndarray:
   return np.unique(np.append(np.quantile(conf_E, levels), np.nextafter(conf_E.max(), np.inf)))
 
 
-def cascade_allocation(conf_E: np.ndarray, threshold: float, expert: int) -> np.ndarray:
-  """Agent 0 where its confidence is at least `threshold`, `expert` elsewhere, `int32[E]`."""
-  return np.where(np.asarray(conf_E) >= threshold, 0, expert).astype(np.int32)
+def cascade_allocation(conf_E: np.ndarray, threshold: float, expert: int,
+                       main: int = 0) -> np.ndarray:
+  """`main` where its confidence is at least `threshold`, `expert` elsewhere, `int32[E]`."""
+  return np.where(np.asarray(conf_E) >= threshold, main, expert).astype(np.int32)
 
 
 def cascade(conf_E: np.ndarray, table: AgentTable, thresholds_T: np.ndarray | None = None,
-            experts: Sequence[int] | None = None) -> list[dict]:
-  """The confidence-threshold cascade per expert and threshold: allocation rows.
+            experts: Sequence[int] | None = None, main: int = 0) -> list[dict]:
+  """The confidence-threshold cascade from `main` per expert and threshold: allocation rows.
 
   Args:
     conf_E: the main model's confidence per question (best-span probability).
@@ -229,35 +231,40 @@ def cascade(conf_E: np.ndarray, table: AgentTable, thresholds_T: np.ndarray | No
     thresholds_T: the thresholds; by default `quantile_thresholds(conf_E)`.
     experts: the agents that may answer the deferred questions, one cascade
       each; by default every agent but the main model.
+    main: the main model, the agent whose confidence decides.
 
   Returns:
     One row per (expert, threshold), experts in the given order: the allocation
-    row plus `expert` (its name) and `threshold`.
+    row plus `main` and `expert` (their names) and `threshold`.
   """
   conf_E = np.asarray(conf_E, np.float64)
   if conf_E.shape != (table.num_questions,) or not np.all(np.isfinite(conf_E)):
     raise ValueError(f"conf_E must be {table.num_questions} finite confidences, "
                      f"got shape {conf_E.shape}")
-  experts = range(1, table.num_agents) if experts is None else experts
-  if not experts or any(not 1 <= j < table.num_agents for j in experts):
-    raise ValueError(f"the cascade's experts must be agent indices in [1, {table.num_agents}), "
-                     f"got {list(experts)}")
+  if not 0 <= main < table.num_agents:
+    raise ValueError(f"the cascade's main model must be an agent index in "
+                     f"[0, {table.num_agents}), got {main}")
+  others = [j for j in range(table.num_agents) if j != main]
+  experts = others if experts is None else experts
+  if not experts or any(j not in others for j in experts):
+    raise ValueError(f"the cascade's experts must be agent indices other than its main model "
+                     f"{main}, in [0, {table.num_agents}), got {list(experts)}")
   if thresholds_T is None:
     thresholds_T = quantile_thresholds(conf_E)
-  return [{"expert": table.names[j], "threshold": float(t),
-           **cascade_row(cascade_allocation(conf_E, t, j), table)}
+  return [{"main": table.names[main], "expert": table.names[j], "threshold": float(t),
+           **cascade_row(cascade_allocation(conf_E, t, j, main), table, main)}
           for j in experts for t in thresholds_T]
 
 
-def cascade_row(alloc_E: np.ndarray, table: AgentTable) -> dict:
-  """The allocation row of a cascade: agent 0 was also paid on every question it passed on.
+def cascade_row(alloc_E: np.ndarray, table: AgentTable, main: int = 0) -> dict:
+  """The allocation row of a cascade: `main` was also paid on every question it passed on.
 
   `shares` stay who answered; `fee` and `flops` add the main model's for the
   deferred share.
   """
-  deferred = float(np.mean(np.asarray(alloc_E) != 0))
-  return _with_overhead(allocation_row(alloc_E, table), deferred, float(table.fee_J[0]),
-                        float(table.flops_J[0]))
+  deferred = float(np.mean(np.asarray(alloc_E) != main))
+  return _with_overhead(allocation_row(alloc_E, table), deferred, float(table.fee_J[main]),
+                        float(table.flops_J[main]))
 
 
 def rejector_row(alloc_E: np.ndarray, table: AgentTable, fee: float = 0.0,

@@ -41,9 +41,9 @@ def tradeoff_figure(report: dict) -> Figure:
                 f"included (AUC {rejector['auc']:.3f}{_aiq(rejector)})")
   cascade = curves["cascade"]
   ax.plot(*xy(cascade["points"]), "s", color="C1", alpha=0.3, markersize=3,
-          label=f"cascade: {meta['main_agent']} if its confidence ≥ t, else one expert")
+          label=f"cascade: {_mains(report)} if its confidence ≥ t, else another agent")
   ax.plot(*xy(curve_lib.front_rows(cascade)), "--s", color="C1", linewidth=1.5, markersize=3,
-          label=f"cascade Pareto front over all experts (AUC {cascade['auc']:.3f}"
+          label=f"cascade Pareto front over all of them (AUC {cascade['auc']:.3f}"
                 f"{_aiq(cascade)})")
   agents_front = curves["agents"]["pareto_front"]
   ax.plot([p["fee"] / scale for p in agents_front], [p["f1"] for p in agents_front], "--",
@@ -75,6 +75,11 @@ def tradeoff_figure(report: dict) -> Figure:
   ax.grid(True, alpha=0.3)
   ax.legend(loc="best", fontsize=8, framealpha=0.9)
   return fig
+
+
+def _mains(report: dict) -> str:
+  """The cascade's main models, "a or b"."""
+  return " or ".join(report["baselines"]["cascade"]["mains"])
 
 
 def _aiq(summary: dict) -> str:

@@ -21,7 +21,7 @@ Agent 0 is the main model; the best agent is the one with the highest F1.
 
 import json
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -39,7 +39,9 @@ _METRIC_HEADERS = {"em": "EM", "f1": "F1", "fee": "fee", "flops": "FLOPs/questio
 def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc_E: np.ndarray,
                  sweep: Sequence[tuple[float, np.ndarray]], *,
                  cascade_experts: Sequence[int] | None = None,
-                 cascade_thresholds: np.ndarray | None = None, random_seeds: Sequence[int] = (),
+                 cascade_thresholds: np.ndarray | None = None,
+                 cascade_from: Mapping[int, np.ndarray] | None = None, cascade_points: int = 21,
+                 random_seeds: Sequence[int] = (),
                  rejector_fee: float = 0.0, rejector_flops: float = 0.0,
                  rejector_paid: Sequence[int] = (), budgets: Sequence[str] = (),
                  calibration: budget_lib.Calibration | None = None,
@@ -56,6 +58,11 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     cascade_experts: the agents a cascade may defer to, one cascade each
       (default: every agent but the main model); its curve is their joint front.
     cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
+    cascade_from: other main models, agent index -> its confidence per
+      question: a cascade from each (to every other agent, at `cascade_points`
+      quantile thresholds of its confidence) joins the cascade's curve, so a
+      rejector that reads an agent's features meets the cascade on that
+      agent's confidence.
     random_seeds: seeds of sampled random allocations, summarised beside the
       exact expectation the report compares with.
     rejector_fee: what running the rejector costs per question (fee units),
@@ -104,8 +111,13 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                for point in budget_lib.fee_sweep(on_test, fee_offsets)]
   sweep_rows = [{"beta_scale": scale, "lambda": lam, **routed(alloc_E)}
                 for scale, lam, alloc_E in points]
-  cascade = curve_lib.summarize(
-      baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts), **ends)
+  cascade_rows = baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts)
+  for main, main_conf_E in (cascade_from or {}).items():
+    cascade_rows += baselines.cascade(
+        main_conf_E, table, baselines.quantile_thresholds(main_conf_E, cascade_points),
+        main=main)
+  cascade = curve_lib.summarize(cascade_rows, **ends)
+  mains = [table.names[0], *(table.names[j] for j in cascade_from or {})]
   random_rows = [{"beta_scale": row["beta_scale"], "lambda": row["lambda"],
                   **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
   for row, (_, _, alloc_E) in zip(sweep_rows, points):
@@ -133,9 +145,9 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
           "rejector_flops": float(rejector_flops),
           "rejector_reads": [table.names[j] for j in rejector_paid],
           "random": "exact expectation of a random allocation with the rejector's shares",
-          "cascade": f"{table.names[0]} answers when its confidence >= threshold, "
-                     "otherwise one expert, each in turn (front over all experts); a "
-                     f"deferred question pays {table.names[0]}'s fee too",
+          "cascade": f"a main model ({', '.join(mains)}) answers when its confidence >= "
+                     "threshold, otherwise one other agent, each in turn (front over all "
+                     "of them); a deferred question pays the main model's fee too",
           "routing_metrics": {
               "weak_agent": axis.weak, "strong_agent": axis.strong,
               "aiq_cost_range": [axis.c_min, axis.c_max],
@@ -152,7 +164,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       "rejector": rejector,
       "baselines": {
           "random": baselines.random_allocation(_shares(rejector), table, random_seeds),
-          "cascade": {"experts": list(dict.fromkeys(row["expert"] for row in cascade["points"])),
+          "cascade": {"mains": mains,
+                      "experts": list(dict.fromkeys(row["expert"] for row in cascade["points"])),
                       "at_rejector_cost": cascade_at},
           "oracle": baselines.oracle(table),
       },
@@ -221,7 +234,7 @@ def markdown(report: dict) -> str:
                  f"{_fmt(summary['auc'])} | " + " | ".join(gaps) + " |")
   lines += _routing_metrics_table(report)
   for name, keys in (("rejector", ("beta_scale", "lambda")),
-                     ("cascade", ("expert", "threshold"))):
+                     ("cascade", ("main", "expert", "threshold"))):
     summary = report["curve"][name]
     on_front = {p["index"] for p in summary["pareto_front"]}
     lines += ["", f"## {name.capitalize()} curve points", ""]
@@ -234,7 +247,7 @@ def markdown(report: dict) -> str:
                 "error).", ""]
     lines += _table([k.replace("_", " ") for k in keys] + ["front"]
                     + (["F1 gain"] if name == "rejector" else []),
-                    [[*(_lead(row[k]) for k in keys), "*" if i in on_front else "",
+                    [[*(_lead(row.get(k)) for k in keys), "*" if i in on_front else "",
                       *([_signed(row["gain_over_random"], "f1")] if name == "rejector" else [])]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
