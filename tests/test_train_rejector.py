@@ -1,5 +1,6 @@
 """Rejector training: 8 devices vs 1, SIGKILL and resume, 2 processes, non-finite stop."""
 
+import dataclasses
 import importlib.util
 import pathlib
 import socket
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from l2d_jax.errors import ConfigError
 from l2d_jax.rejector import text
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import loop as loop_lib
@@ -103,6 +105,27 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   restored, _ = checkpointer.restore(3, ckpt_lib.abstract_like(first.state))
   for a, b in zip(jax_leaves(restored["params"]), jax_leaves(first.state["params"])):
     np.testing.assert_array_equal(a, b)
+
+
+def test_resuming_under_other_costs_or_settings_is_refused(tmp_path):
+  data = rejector_run.toy_data()
+  _train(tmp_path, 1, data, steps=3)
+  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
+                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  settings = R.RejectorSettings(steps=6, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
+                                eval_every=3, checkpoint_every=3, progress=False)
+  spec = R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
+  train = lambda spec, settings, meta=None: R.train_rejector(
+      model, data, spec, settings, workdir=tmp_path, mesh=mesh_lib.make_mesh(1), meta=meta)
+  with pytest.raises(ConfigError, match=r"checkpoints/3 was trained under other settings "
+                     r"\(costs.beta_J \[0.0, 0.05, 0.1\] there, \[0.0, 0.1, 0.2\] now\)"):
+    train(R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.1, 0.2)), settings)
+  with pytest.raises(ConfigError, match=r"settings.seed 0 there, 7 now"):
+    train(spec, dataclasses.replace(settings, seed=7))
+  assert ckpt_lib.Checkpointer(tmp_path / "checkpoints").all_steps() == [3]
+  train(spec, settings, meta={"inputs": "text"})  # entries the checkpoint lacks: not compared
+  with pytest.raises(ConfigError, match=r"checkpoints/6 .*\(inputs 'text' there, 'agents' now\)"):
+    train(spec, settings, meta={"inputs": "agents"})
 
 
 def jax_leaves(tree):

@@ -67,6 +67,9 @@ def finetune(model: nnx.Module, features: Features, settings: FinetuneSettings, 
              workdir: str | pathlib.Path, mesh=None) -> Trainable:
   """Fine-tunes `model` (a SpanModel) on `features`; resumes from `workdir` if it holds checkpoints.
 
+  A checkpoint of another recipe (batch size, optimizer, seed) is refused
+  rather than resumed; `epochs` may differ, to lengthen a run.
+
   Returns the `Trainable`; `trainable.model()` is the fine-tuned module.
   """
   mesh = mesh or mesh_lib.make_mesh()
@@ -80,5 +83,7 @@ def finetune(model: nnx.Module, features: Features, settings: FinetuneSettings, 
       config=loop_lib.LoopConfig(total_steps=total_steps,
                                  checkpoint_every=settings.checkpoint_every,
                                  progress=settings.progress, desc="finetune"),
-      local_batch_fn=lambda step: feature_batch(features, mesh_lib.local_rows(rows(step), mesh)))
+      local_batch_fn=lambda step: feature_batch(features, mesh_lib.local_rows(rows(step), mesh)),
+      meta={"recipe": {"batch_size": settings.batch_size,
+                       "optim": dataclasses.asdict(settings.optim), "seed": settings.seed}})
   return trainable

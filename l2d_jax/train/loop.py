@@ -7,9 +7,13 @@ killed at any point and restarted from its latest checkpoint ends with
 exactly the parameters of an uninterrupted run. A non-finite loss stops the
 run with a clear message; the step that produced it changed nothing and no
 later checkpoint is written, so the last good checkpoint stays the latest.
+Each checkpoint records the settings it was trained under (`meta`), and a
+run resumes only under the same ones: a rerun after a config change would
+otherwise go on silently from another run's parameters.
 """
 
 import dataclasses
+import json
 import logging
 import pathlib
 from collections.abc import Callable
@@ -17,6 +21,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from l2d_jax.errors import ConfigError
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.log import MetricsLogger
@@ -67,8 +72,10 @@ def train(trainable: Trainable, step_fn, *, workdir: str | pathlib.Path,
   """Runs `step_fn` from the latest checkpoint in `workdir` up to `config.total_steps`.
 
   `local_batch_fn(step)` returns this process's rows of global batch `step` as
-  numpy arrays (with a `weight` entry: 0 for padding rows). Returns the last
-  evaluation's metrics. `trainable.state` holds the final state.
+  numpy arrays (with a `weight` entry: 0 for padding rows). `meta` (JSON) is
+  saved with every checkpoint: the settings that make this run this run; a
+  checkpoint whose saved entries differ from it is refused, naming each.
+  Returns the last evaluation's metrics. `trainable.state` holds the final state.
   """
   workdir = pathlib.Path(workdir)
   checkpointer = ckpt_lib.Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
@@ -78,6 +85,7 @@ def train(trainable: Trainable, step_fn, *, workdir: str | pathlib.Path,
   if latest is not None:
     trainable.state, saved_meta = checkpointer.restore(
         latest, ckpt_lib.abstract_like(trainable.state))
+    _check_same_settings(checkpointer.directory / str(latest), saved_meta, meta or {})
     start = int(saved_meta["step"])
     logging.info("resumed from %s at step %d", checkpointer.directory / str(latest), start)
   logger = MetricsLogger(workdir, total_steps=config.total_steps, initial_step=start,
@@ -114,6 +122,28 @@ def train(trainable: Trainable, step_fn, *, workdir: str | pathlib.Path,
     logger.close()
     checkpointer.close()
   return last_eval
+
+
+def _check_same_settings(directory: pathlib.Path, saved_meta: dict, meta: dict) -> None:
+  """Refuses a checkpoint saved under settings other than `meta` (entries both have)."""
+  saved, wanted = _flat(saved_meta), _flat(json.loads(json.dumps(meta)))
+  changed = [f"{key} {saved[key]!r} there, {wanted[key]!r} now"
+             for key in sorted(saved.keys() & wanted.keys()) if saved[key] != wanted[key]]
+  if changed:
+    raise ConfigError(f"{directory} was trained under other settings ({'; '.join(changed)}); "
+                      "resuming it would continue another run: use another workdir, or "
+                      "delete that checkpoint directory to train afresh")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  """{"a.b": leaf} of nested dicts."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
 
 
 def _check_finite(step: int, metrics: dict) -> None:

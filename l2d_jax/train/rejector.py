@@ -166,11 +166,14 @@ def rejector_optimizer(model: nnx.Module, settings: RejectorSettings
 
 def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
                    settings: RejectorSettings, *, workdir: str | pathlib.Path,
-                   validation: RejectorData | None = None, mesh=None) -> tuple[Trainable, dict]:
+                   validation: RejectorData | None = None, mesh=None,
+                   meta: dict | None = None) -> tuple[Trainable, dict]:
   """Trains `model` on `train`; evaluates on `validation` every `eval_every` steps.
 
-  Resumes from the latest checkpoint in `workdir/checkpoints`; keeps the best by
-  validation deferral loss. Returns the trainable and the last evaluation.
+  Resumes from the latest checkpoint in `workdir/checkpoints`, only if it was
+  trained under the same costs, settings and `meta` (what else describes the
+  run: inputs, agents); `steps` may differ, to lengthen a run. Keeps the best
+  by validation deferral loss. Returns the trainable and the last evaluation.
   """
   mesh = mesh or mesh_lib.make_mesh()
   trainable = Trainable(model, rejector_optimizer(model, settings), mesh, settings.seed)
@@ -189,5 +192,11 @@ def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
           best_metric="deferral_loss", best_mode="min", progress=settings.progress,
           desc="rejector"),
       local_batch_fn=lambda step: train.rows(mesh_lib.local_rows(rows(step), mesh)),
-      eval_fn=eval_fn)
+      eval_fn=eval_fn,
+      meta={"costs": dataclasses.asdict(spec),
+            "settings": {"batch_size": settings.batch_size,
+                         "optim": dataclasses.asdict(settings.optim),
+                         "head_learning_rate": settings.head_learning_rate, "u": settings.u,
+                         "seed": settings.seed},
+            **(meta or {})})
   return trainable, last
