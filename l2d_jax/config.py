@@ -147,6 +147,11 @@ class EvalConfig:
   # test (`defer.budget`): "fee=1.2" (a target mean fee per question, deciding
   # included) or "share:human<=0.3" (a cap on one agent's share).
   budgets: tuple[str, ...] = ()
+  # The rejector_train questions budgets are met on: "validation" (its validation
+  # articles, which the rejector never trained on) or "rejector_train" (all of its
+  # articles: more of them, so less shift between articles, but in-sample logits,
+  # overconfident for a rejector that can fit its training questions).
+  calibrate_on: str = "validation"
 
 
 @dataclasses.dataclass

@@ -54,12 +54,18 @@ def check_rejector_fee(spec: str) -> None:
     raise ConfigError(f"eval.rejector_fee: {err}") from None
 
 
+CALIBRATION_SETS = ("validation", "rejector_train")
+
+
 def check_eval(config: config_lib.ExperimentConfig) -> None:
   """Refuses curve settings and `eval.budgets` entries the report could not use, before
   anything runs (else the error would come after all the training)."""
   if config.eval.fee_offsets != 0 and config.eval.fee_offsets < 2:
     raise ConfigError(f"eval.fee_offsets must be 0 (none) or at least 2, got "
                       f"{config.eval.fee_offsets}")
+  if config.eval.calibrate_on not in CALIBRATION_SETS:
+    raise ConfigError(f"eval.calibrate_on must be one of {CALIBRATION_SETS}, got "
+                      f"{config.eval.calibrate_on!r}")
   if config.eval.cascade_points < 2:
     raise ConfigError(f"eval.cascade_points must be at least 2, got {config.eval.cascade_points}")
   names = [agent.name for agent in config.agents]
@@ -75,7 +81,7 @@ def check_eval(config: config_lib.ExperimentConfig) -> None:
 
 def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
                        stage) -> budget_lib.Calibration:
-  """The rejector's logits on the validation questions of rejector_train, priced as the report.
+  """The rejector's logits on the rejector_train questions `eval.calibrate_on` names, priced as the report.
 
   Every question pays the rejector's own fee (`routing_cost`) and the agents
   whose features it reads (`pipeline.paid_agents`), then the fee of the agent
@@ -86,11 +92,19 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
   """
   train_rows, val_rows = pipeline.validation_rows(pool)
   held_out = not np.array_equal(train_rows, val_rows)
+  if config.eval.calibrate_on == "rejector_train":
+    val_rows = np.arange(pool.num_rejector_train)
   articles = len({pool.examples[i].title for i in val_rows})
-  source = (f"{len(val_rows)} held-out rejector_train questions ({articles} validation "
-            "articles the rejector never trained on)" if held_out else
-            f"all {len(val_rows)} rejector_train questions, which the rejector trained on (too "
-            "few articles to hold some out): expect test to stray more than the standard error")
+  if not held_out:
+    source = (f"all {len(val_rows)} rejector_train questions, which the rejector trained on "
+              "(too few articles to hold some out): expect test to stray more than the "
+              "standard error")
+  elif config.eval.calibrate_on == "rejector_train":
+    source = (f"all {len(val_rows)} rejector_train questions ({articles} articles, all but "
+              "its validation ones trained on: `eval.calibrate_on=rejector_train`)")
+  else:
+    source = (f"{len(val_rows)} held-out rejector_train questions ({articles} validation "
+              "articles the rejector never trained on)")
   rejector_fee, _ = routing_cost(config, pool, stage.model)
   fixed_fee, route_fee_J = baselines.routing_fees(pool.fees_J, rejector_fee,
                                                   pipeline.paid_agents(pool, stage.model))

@@ -18,6 +18,7 @@ from l2d_jax.agents import store as store_lib
 from l2d_jax.agents.pool import prepare_pool
 from l2d_jax.data import squad
 from l2d_jax.data.sources import load_splits
+from l2d_jax.errors import ConfigError
 from l2d_jax.export import bundle
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import rejector as rejector_lib
@@ -180,6 +181,12 @@ def test_a_killed_expert_fine_tune_resumes_from_its_last_checkpoint(tmp_path, mo
   assert f"at step {steps[-2]}" in caplog.text
   np.testing.assert_array_equal(
       store_lib.AgentStore(tmp_path / "store", [name]).example_table("score_E"), scores)
+  # Another recipe does not resume that expert: it would go on from another fine-tune.
+  shutil.rmtree(tmp_path / "store")
+  with pytest.raises(ConfigError, match=r"trained under other settings "
+                     r"\(recipe.optim.learning_rate .* there, 0.123 now\)"):
+    pipeline.run(config_lib.override(config, "agents.0.finetune.optim.learning_rate=0.123"),
+                 until="agents")
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +249,31 @@ def test_rejector_reads_the_text_the_agents_features_or_both(tmp_path, smoke_run
   else:
     expected = fee_J[alloc_E].mean()
   assert report["rejector"]["fee"] == pytest.approx(expected + meta["rejector_fee"])
+
+
+def test_budgets_are_met_on_the_validation_articles_or_all_of_rejector_train(tmp_path, smoke_run,
+                                                                            monkeypatch):
+  config = config_lib.override(smoke_run, "rejector.inputs=agents")
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, config.workdir)
+  pool = prepare_pool(config, splits, config.workdir, mesh)
+  stage = pipeline.train_rejector_stage(config, pool, splits, tmp_path, mesh)
+  logits_ExJ = sweep_lib.classifier_logits(stage.model, stage.pooled_train_ExH)
+  # The smoke data's rejector_train has too few articles to hold some out.
+  assert "too few articles to hold some out" in report_stage.budget_calibration(
+      config, pool, stage).source
+  val_rows = np.arange(10, pool.num_rejector_train)
+  monkeypatch.setattr(pipeline, "validation_rows", lambda _: (np.arange(10), val_rows))
+  held_out = report_stage.budget_calibration(config, pool, stage)
+  np.testing.assert_array_equal(held_out.logits_ExJ, logits_ExJ[val_rows])
+  assert held_out.source.startswith(f"{len(val_rows)} held-out rejector_train questions")
+  everything = report_stage.budget_calibration(
+      config_lib.override(config, "eval.calibrate_on=rejector_train"), pool, stage)
+  np.testing.assert_array_equal(everything.logits_ExJ, logits_ExJ)
+  assert everything.source.startswith(f"all {pool.num_rejector_train} rejector_train questions")
+  assert "eval.calibrate_on=rejector_train" in everything.source
+  with pytest.raises(ConfigError, match="eval.calibrate_on must be one of"):
+    report_stage.check_eval(config_lib.override(config, "eval.calibrate_on=test"))
 
 
 def test_export_routes_with_the_agents_features_from_its_agents_or_a_file(tmp_path, smoke_run,

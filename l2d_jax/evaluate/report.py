@@ -265,14 +265,14 @@ def _budgets_section(report: dict) -> list[str]:
            "logits: `fee=F` subtracts lambda * fee from each agent's, with the most spending "
            "lambda whose mean fee there is at most F (deciding included); `share:A<=S` subtracts "
            "delta from A's alone, the least that keeps A's share there at most S. The rows are "
-           "what those offsets realise on test; the held-out figure's ± is its standard error "
+           "what those offsets realise on test; the calibration figure's ± is its standard error "
            "at that size, how far test may stray by sampling alone (other articles stray "
            "further). The rows \"on test\" are the same budget met on the test questions' own "
            "logits, no label read, as `l2d-jax route --budget-on batch` meets it on the "
            "questions it routes.", ""]
   if met:
     lines += _table(
-        ["budget", "operating point", "held-out", "test − target"],
+        ["budget", "operating point", "calibration", "test − target"],
         [cells for row in met for cells in (
             [f"`{row['budget']}`", _operating_point(row), _held_out(row),
              f"{row['test_minus_target']:+.4f}"],
