@@ -2,7 +2,8 @@
 
 Same protocol as squad_v1_minilm on ../shared/data/squad/dev-v2.0-half.json and
 its splits; each expert's no-answer threshold is tuned on expert_train. No
-human agent, so costs keep beta scale 0.1 (the experts' fees span 0.5 to 1).
+human agent, so costs keep beta scale 0.1 (the experts' fees span 0.5 to 1),
+and the budgets are fees inside that span and caps on minilm-6L's share.
 
 Each expert continues squad_v1_minilm's expert of its size (`init_from`), so run
 that experiment first, from the same directory. Fine-tuning on v2 alone was too
@@ -20,6 +21,8 @@ from l2d_jax import config as C
 import squad_v1_minilm as v1
 
 V1_EXPERTS = "runs/squad_v1_minilm/experts"
+# The expert whose span statistics the `*_agents` variants read.
+STATISTICS_OF = "minilm-4L"
 
 
 def get_config() -> C.ExperimentConfig:
@@ -30,4 +33,6 @@ def get_config() -> C.ExperimentConfig:
   return dataclasses.replace(
       config, name="squad_v2_minilm", workdir="runs/squad_v2_minilm",
       data=dataclasses.replace(config.data, path=str(v1.SHARED / "dev-v2.0-half.json")),
-      agents=agents, costs=dataclasses.replace(config.costs, beta_scale=0.1))
+      agents=agents, costs=dataclasses.replace(config.costs, beta_scale=0.1),
+      eval=dataclasses.replace(config.eval, budgets=(
+          "fee=0.7", "fee=0.85", "share:minilm-6L<=0.3", "share:minilm-6L<=0.1")))

@@ -1,10 +1,10 @@
 """squad_v2_minilm with a rejector that reads the agents' own features.
 
-The agents' features are minilm-3L's (agent 0): its span statistics (best-span
-probability, margins, entropies, windows), so minilm-3L is paid on every
-question. The experiment trains over squad_v2_minilm's agent pool (run that
-first, from the same directory); only the rejector, its report and its export
-are new:
+The agents' features are one expert's span statistics (best-span probability,
+margins, entropies, null-score margin, windows; `squad_v2_minilm.STATISTICS_OF`),
+so that expert is paid on every question. The experiment trains over
+squad_v2_minilm's agent pool (run that first, from the same directory); only
+the rejector, its report and its export are new:
 
   l2d-jax run --config squad_v2_minilm_agents
 """
@@ -16,4 +16,4 @@ import squad_v2_minilm as v2
 
 
 def get_config() -> C.ExperimentConfig:
-  return v1.reading(v2.get_config(), ("agents",))
+  return v1.reading(v2.get_config(), ("agents",), v2.STATISTICS_OF)
