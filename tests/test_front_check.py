@@ -1,6 +1,7 @@
 """experiments/analysis/front_check.py: the rejector's margins over the other fronts, by hand."""
 
 import importlib.util
+import json
 import pathlib
 
 import numpy as np
@@ -44,3 +45,36 @@ def test_a_rejector_below_random_mixing_shows_a_negative_margin():
   np.testing.assert_allclose((margin, at), (-0.3, 3.0), atol=1e-12)
   assert s["share_of_range_above_agents"] == 0.0
   assert s["operating_point"]["gain_f1"] == 0.06 and s["aiq"]["cascade"] == 0.7
+
+
+def test_markdown_rows_give_the_results_and_budgets_tables(tmp_path, capsys):
+  report = _report([(2.0, 0.8), (2.9, 0.9)])
+  report["metadata"] |= {"rejector_reads": ["cheap"],
+                         "config": {"rejector": {"inputs": ["agents"]},
+                                    "eval": {"calibrate_on": "validation"}}}
+  report["baselines"] = {"random": {"f1": 0.74},
+                         "cascade": {"at_rejector_cost": {"f1": 0.66}},
+                         "oracle": {"f1": 0.95, "fee": 1.5}}
+  test = lambda fee, share: {"fee": fee, "f1": 0.77, "shares": {"cheap": 1 - share, "dear": share}}
+  report["budgets"] = [
+      {"budget": "fee=2.0", "kind": "fee", "agent": None, "target": 2.0,
+       "test": test(1.9, 0.45), "test_minus_target": -0.1,
+       "batch": {"test": test(2.0, 0.5), "test_minus_target": 0.0}},
+      {"budget": "share:dear<=0.3", "kind": "share", "agent": "dear", "target": 0.3,
+       "test": test(1.6, 0.31), "test_minus_target": 0.01,
+       "batch": {"test": test(1.6, 0.3), "test_minus_target": 0.0}},
+      {"budget": "share:nobody<=0.3", "error": "no agent 'nobody'"}]
+  assert front_check.result_row(report) == (
+      "| `toy` | agents (cheap) | 0.800 at 2.00 | +0.060 ± 0.020 | 0.740 | 0.660 | "
+      "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% / 100% |")
+  assert front_check.budget_lines(report) == [
+      "| `toy` | `fee=2.0` | validation articles | fee 1.900 | -0.100 (-5.0%) | 0.770 |",
+      "| `toy` | `fee=2.0` | test's own logits | fee 2.000 | +0.000 (+0.0%) | 0.770 |",
+      "| `toy` | `share:dear<=0.3` | validation articles | dear 31.0% | +1.0% | 0.770 |",
+      "| `toy` | `share:dear<=0.3` | test's own logits | dear 30.0% | +0.0% | 0.770 |",
+      "| `toy` | `share:nobody<=0.3` | no agent 'nobody' | | | |"]
+  path = tmp_path / "report.json"
+  path.write_text(json.dumps(report))
+  assert front_check.main(["--markdown", str(path)]) == 0
+  out = capsys.readouterr().out
+  assert out.startswith(front_check.RESULT_HEADER) and front_check.result_row(report) in out

@@ -9,6 +9,8 @@ cheapest agent is always one of the mixtures). Then the smallest margin of the
 rejector over each on that range (its cheapest end excluded, where all three
 are the cheapest agent alone), the paired gain over random allocation at the
 configured operating point, and the AIQs: the figures issue 15's targets name.
+With `--markdown` it prints them instead as the results tables of
+experiments/README.md: one row per report, then one per budget.
 
   python experiments/analysis/front_check.py runs/squad_v1_minilm*/report/report.json
 """
@@ -57,12 +59,69 @@ def summary(report: dict) -> dict:
   return out
 
 
+RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at fee | gain over "
+                 "random ± SE | random, same shares | cascade, same fee | oracle F1 at fee | AIQ "
+                 "rejector / cascade / agents' front | fee range above cascade / agents' front |\n"
+                 + "|---" * 9 + "|")
+BUDGET_HEADER = ("| experiment | budget | calibration | realised on test | test − target | F1 |\n"
+                 + "|---" * 6 + "|")
+
+
+def result_row(report: dict) -> str:
+  """The report's line of the results table."""
+  s, base, rejector = summary(report), report["baselines"], report["rejector"]
+  reads = report["metadata"].get("rejector_reads") or []
+  inputs = report["metadata"]["config"]["rejector"]["inputs"]
+  point, aiq = s["operating_point"], s["aiq"]
+  cascade = base["cascade"]["at_rejector_cost"]
+  return " | ".join([
+      f"| `{s['experiment']}`", " + ".join(inputs) + (f" ({', '.join(reads)})" if reads else ""),
+      f"{rejector['f1']:.3f} at {rejector['fee']:.2f}",
+      f"{point['gain_f1']:+.3f} ± {point['gain_se']:.3f}", f"{base['random']['f1']:.3f}",
+      "–" if cascade is None else f"{cascade['f1']:.3f}",
+      f"{base['oracle']['f1']:.3f} at {base['oracle']['fee']:.2f}",
+      f"{aiq['rejector']:.3f} / {aiq['cascade']:.3f} / {aiq['agents']:.3f}",
+      f"{s['share_of_range_above_cascade']:.0%} / {s['share_of_range_above_agents']:.0%} |"])
+
+
+def budget_lines(report: dict) -> list[str]:
+  """The report's budgets, one line each: met on its calibration set, then on test's own logits."""
+  lines = []
+  calibrate_on = report["metadata"]["config"]["eval"].get("calibrate_on", "validation")
+  calibration = {"validation": "validation articles",
+                 "rejector_train": "all of rejector_train"}[calibrate_on]
+  for row in report["budgets"]:
+    if "error" in row:
+      lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | "
+                   f"{row['error']} | | | |")
+      continue
+    for where, result in ((calibration, row), ("test's own logits", row["batch"])):
+      test, miss = result["test"], result["test_minus_target"]
+      if row["kind"] == "fee":
+        realised, miss = f"fee {test['fee']:.3f}", f"{miss:+.3f} ({miss / row['target']:+.1%})"
+      else:
+        realised, miss = f"{row['agent']} {test['shares'][row['agent']]:.1%}", f"{miss:+.1%}"
+      lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | {where} | "
+                   f"{realised} | {miss} | {test['f1']:.3f} |")
+  return lines
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("reports", nargs="+", help="report.json files")
+  parser.add_argument("--markdown", action="store_true",
+                      help="print the results and budgets tables of experiments/README.md")
   args = parser.parse_args(argv)
-  for path in map(pathlib.Path, args.reports):
-    s = summary(json.loads(path.read_text()))
+  reports = [(path, json.loads(path.read_text())) for path in map(pathlib.Path, args.reports)]
+  if args.markdown:
+    print(RESULT_HEADER)
+    print("\n".join(result_row(report) for _, report in reports))
+    print()
+    print(BUDGET_HEADER)
+    print("\n".join(line for _, report in reports for line in budget_lines(report)))
+    return 0
+  for path, report in reports:
+    s = summary(report)
     point = s["operating_point"]
     print(f"{s['experiment']} ({path})")
     print(f"  operating point: F1 {point['f1']:.3f} at fee {point['fee']:.3f}; gain over random "
