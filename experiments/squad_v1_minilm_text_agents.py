@@ -1,11 +1,9 @@
-"""squad_v1_minilm with a rejector that reads the text and the agents' features.
+"""squad_v1_minilm_agents with the question text read too: the rejector reads
+the text (as squad_v1_minilm's does) and minilm-4L's span statistics, and pays
+for both on every question (its text encoder's FLOPs and minilm-4L's fee).
 
-The agents' features are minilm-4L's span statistics (best-span probability,
-margins, entropies, windows), so minilm-4L is paid on every question. Its
-statistics were chosen over minilm-3L's and minilm-6L's on validation deferral
-loss with the reader's fee included (`STATISTICS_OF`). The experiment trains
-over squad_v1_minilm's agent pool (run that first, from the same directory);
-only the rejector, its report and its export are new:
+It trains over squad_v1_minilm's agent pool (run that first, from the same
+directory); only the rejector, its report and its export are new:
 
   l2d-jax run --config squad_v1_minilm_text_agents
 """
