@@ -6,8 +6,9 @@ the confidence cascades on each model agent's best-span probability, the oracle,
 and the accuracy-cost curve over beta scales (from `pipeline.beta_curve`), and
 what each configured budget (`eval.budgets`) realises. Budgets are met on the
 rejector's logits for the validation articles of rejector_train, which it
-never trained on; the export carries those logits (`budget_calibration`) so
-that `l2d-jax route --budget` can meet any budget from the export alone.
+never trained on, or for all of rejector_train (`eval.calibrate_on`); the
+export carries those logits (`budget_calibration`) so that `l2d-jax route
+--budget` can meet any budget from the export alone.
 """
 
 import pathlib
@@ -81,7 +82,9 @@ def check_eval(config: config_lib.ExperimentConfig) -> None:
 
 def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
                        stage) -> budget_lib.Calibration:
-  """The rejector's logits on the rejector_train questions `eval.calibrate_on` names, priced as the report.
+  """The rejector's logits on the rejector_train questions budgets are met on, priced as the report.
+
+  `eval.calibrate_on` names them: the validation articles, or all of rejector_train.
 
   Every question pays the rejector's own fee (`routing_cost`) and the agents
   whose features it reads (`pipeline.paid_agents`), then the fee of the agent
