@@ -87,9 +87,8 @@ def result_row(report: dict) -> str:
 def budget_lines(report: dict) -> list[str]:
   """The report's budgets, one line each: met on its calibration set, then on test's own logits."""
   lines = []
-  calibrate_on = report["metadata"]["config"]["eval"].get("calibrate_on", "validation")
-  calibration = {"validation": "validation articles",
-                 "rejector_train": "all of rejector_train"}[calibrate_on]
+  calibration = {"validation": "validation articles", "rejector_train": "all of rejector_train"}[
+      report["metadata"]["config"]["eval"]["calibrate_on"]]
   for row in report["budgets"]:
     if "error" in row:
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | "

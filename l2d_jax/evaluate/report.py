@@ -247,7 +247,7 @@ def markdown(report: dict) -> str:
                 "error).", ""]
     lines += _table([k.replace("_", " ") for k in keys] + ["front"]
                     + (["F1 gain"] if name == "rejector" else []),
-                    [[*(_lead(row.get(k)) for k in keys), "*" if i in on_front else "",
+                    [[*(_lead(row[k]) for k in keys), "*" if i in on_front else "",
                       *([_signed(row["gain_over_random"], "f1")] if name == "rejector" else [])]
                      for i, row in enumerate(summary["points"])], summary["points"], names)
   return "\n".join(lines) + "\n"
