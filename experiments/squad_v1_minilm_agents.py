@@ -1,7 +1,8 @@
 """squad_v1_minilm with a rejector that reads the agents' own features.
 
-The agents' features are minilm-4L's span statistics (best-span probability,
-margins, entropies, windows), so minilm-4L is paid on every question. Its
+The agents' features are minilm-4L's statistics (best-span probability,
+margins, entropies, windows, its answer's length in words), so minilm-4L is
+paid on every question. Its
 statistics were chosen over minilm-3L's and minilm-6L's on validation deferral
 loss with the reader's fee included (`STATISTICS_OF`). The experiment trains
 over squad_v1_minilm's agent pool (run that first, from the same directory);

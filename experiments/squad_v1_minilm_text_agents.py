@@ -1,5 +1,5 @@
 """squad_v1_minilm_agents with the question text read too: the rejector reads
-the text (as squad_v1_minilm's does) and minilm-4L's span statistics, and pays
+the text (as squad_v1_minilm's does) and minilm-4L's statistics, and pays
 for both on every question (its text encoder's FLOPs and minilm-4L's fee).
 
 It trains over squad_v1_minilm's agent pool (run that first, from the same

@@ -172,7 +172,8 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
     trainable, metrics = rejector_lib.train_rejector(
         model, train, spec, settings, workdir=workdir / "rejector",
         validation=data.select(val_rows), mesh=mesh,
-        meta={"agents": list(pool.names), "rejector": config_lib.to_dict(config)["rejector"]})
+        meta={"agents": list(pool.names), "rejector": config_lib.to_dict(config)["rejector"],
+              "reads": model.records()})
     model = trainable.model()
     pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
                                            desc="rejector features")

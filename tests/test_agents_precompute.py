@@ -98,8 +98,12 @@ def test_agent_features_are_stored_and_written_by_question_id(tmp_path, setup):
   agent_dir = _run(tmp_path, setup, 8, logits_dtype="float32")
   store = store_lib.AgentStore(tmp_path, ["agent"])
   statistics, hidden = store.agent_features("agent")
-  assert statistics.shape == (len(examples), len(store_lib.SPAN_STATISTICS))
-  column = dict(zip(store_lib.SPAN_STATISTICS, statistics.T))
+  assert statistics.shape == (len(examples), len(store_lib.STATISTICS))
+  column = dict(zip(store_lib.STATISTICS, statistics.T))
+  # the answer statistics are read off the stored answers: each one's word count
+  np.testing.assert_array_equal(column["answer_words_E"],
+                                [len(text.split()) for text in store.answers("agent")])
+  assert column["answer_words_E"].max() > 1  # the spans are not all one word: the test can fail
   # v1 answers are never empty, so the confidence stored for the cascade is the best span's
   np.testing.assert_allclose(column["best_prob_E"], store.example_table("prob_E")[:, 0], rtol=1e-6)
   np.testing.assert_array_equal(column["num_windows_E"], np.bincount(features.example_index_F))

@@ -28,21 +28,23 @@ def test_agent_features_are_standardised_on_the_training_rows_then_clipped():
 
 
 def test_the_parts_read_of_each_agent_set_the_columns_and_the_export_record():
-  stats = [np.full((2, 6), 1.0), np.full((2, 6), 3.0)]
+  s = len(store.STATISTICS)
+  stats = [np.full((2, s), 1.0), np.full((2, s), 3.0)]
   hidden = [np.full((2, 4), 2.0), np.full((2, 5), 4.0)]
   per_agent = list(zip(stats, hidden))
   np.testing.assert_array_equal(agents.feature_matrix(per_agent)[0],
-                                [1.0] * 6 + [2.0] * 4 + [3.0] * 6 + [4.0] * 5)
+                                [1.0] * s + [2.0] * 4 + [3.0] * s + [4.0] * 5)
   np.testing.assert_array_equal(agents.feature_matrix(per_agent, ["statistics"])[0],
-                                [1.0] * 6 + [3.0] * 6)
+                                [1.0] * s + [3.0] * s)
   np.testing.assert_array_equal(agents.feature_matrix(per_agent, ["hidden"])[0],
                                 [2.0] * 4 + [4.0] * 5)
-  train = np.random.default_rng(0).normal(size=(8, 12))
+  train = np.random.default_rng(0).normal(size=(8, 2 * s))
   source = agents.AgentFeatureSource(["a", "b"], [4, 5], ["statistics"], train, hidden=3)
-  assert source.input_specs == {"agent_features": ("float32", (12,))} and source.dim == 15
+  assert source.input_specs == {"agent_features": ("float32", (2 * s,))}
+  assert source.dim == 2 * s + 3
   assert source.record() == {"input": "agent_features", "parts": ["statistics"], "agents": [
-      {"name": "a", "statistics": list(store.SPAN_STATISTICS), "hidden_size": 0},
-      {"name": "b", "statistics": list(store.SPAN_STATISTICS), "hidden_size": 0}]}
+      {"name": "a", "statistics": list(store.STATISTICS), "hidden_size": 0},
+      {"name": "b", "statistics": list(store.STATISTICS), "hidden_size": 0}]}
 
 
 def _config(**rejector):

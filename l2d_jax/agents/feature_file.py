@@ -1,14 +1,14 @@
 """Agent features in a file, keyed by question id: what a rejector reads when it routes.
 
-A rejector that reads model agents' own features (`store.SPAN_STATISTICS` and
-the pooled hidden state) needs them for every question it routes. Precompute
+A rejector that reads model agents' own features (`store.STATISTICS` and the
+pooled hidden state) needs them for every question it routes. Precompute
 writes them for the store's questions (`STORE/AGENT/agent_features.npz`), and
 `l2d-jax agent-features` for any SQuAD file; `l2d-jax route --agent-features`
 reads them. One `.npz` holds:
 
   question_ids         str [E]
   AGENT/statistics     float32 [E, S], columns `AGENT/statistic_names`
-  AGENT/statistic_names  str [S] (store.SPAN_STATISTICS when written)
+  AGENT/statistic_names  str [S] (store.STATISTICS when written)
   AGENT/hidden         float32 [E, H]
 
 for one or more agents. Reading picks the rows of the questions asked for, in
@@ -41,7 +41,7 @@ def write(path: str | os.PathLike, question_ids: Sequence[str],
                        f"question ({len(question_ids)}), got {len(statistics_ExS)} and "
                        f"{len(hidden_ExH)}")
     arrays[f"{agent}/statistics"] = np.asarray(statistics_ExS, np.float32)
-    arrays[f"{agent}/statistic_names"] = np.asarray(store_lib.SPAN_STATISTICS, str)
+    arrays[f"{agent}/statistic_names"] = np.asarray(store_lib.STATISTICS, str)
     arrays[f"{agent}/hidden"] = np.asarray(hidden_ExH, np.float32)
   tmp = path.with_name(f".{path.name}.tmp.npz")
   np.savez(tmp, **arrays)
@@ -54,7 +54,7 @@ def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[
   """`{agent: (statistics_ExS, hidden_ExH)}` for `question_ids`, in that order.
 
   Raises DataError naming the file (and the field) when it lacks an agent, a
-  question or the statistics in `store.SPAN_STATISTICS` order.
+  question or the statistics in `store.STATISTICS` order.
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -86,8 +86,8 @@ def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[
         raise DataError(f"agent {agent!r} has no statistic names", file=str(path),
                         field=f"{agent}/statistic_names")
       names = z[f"{agent}/statistic_names"].tolist()
-      if names != list(store_lib.SPAN_STATISTICS):
-        raise DataError(f"statistics {names}, expected {list(store_lib.SPAN_STATISTICS)}",
+      if names != list(store_lib.STATISTICS):
+        raise DataError(f"statistics {names}, expected {list(store_lib.STATISTICS)}",
                         file=str(path), field=f"{agent}/statistic_names")
       out[agent] = (z[f"{agent}/statistics"][rows], z[f"{agent}/hidden"][rows])
   return out

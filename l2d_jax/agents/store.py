@@ -13,7 +13,9 @@ Layout (one directory per agent; every file written to a temporary name, then re
                                  and per question EM, F1, span NLL, null score,
                                  best-span probability; for model agents also the
                                  agent features a rejector may read (SPAN_STATISTICS
-                                 and the pooled hidden state HIDDEN_FIELD)
+                                 and the pooled hidden state HIDDEN_FIELD; the
+                                 answer statistics are derived from the answer
+                                 texts on reading)
   STORE/AGENT/chunk-00000.json   the answer text of each question of the chunk
 
 Chunks hold whole questions, so each chunk is decoded and scored on its own and
@@ -41,6 +43,7 @@ import tempfile
 import ml_dtypes
 import numpy as np
 
+from l2d_jax.agents import answer_statistics
 from l2d_jax.errors import UserError
 
 FORMAT_VERSION = 1
@@ -50,6 +53,9 @@ EXAMPLE_FIELDS = ("em_E", "f1_E", "span_nll_E", "null_score_E", "score_E", "prob
 SPAN_STATISTICS = ("best_prob_E", "top2_margin_E", "start_entropy_E", "end_entropy_E",
                    "null_margin_E", "num_windows_E")
 HIDDEN_FIELD = "hidden_ExH"  # its pooled final hidden state, float32 [E, H]
+# What a rejector reads as a model agent's statistics: the stored span statistics, then
+# those derived from its answer text when read (`answer_statistics`).
+STATISTICS = SPAN_STATISTICS + answer_statistics.NAMES
 
 
 class StoreMismatchError(UserError, ValueError):
@@ -274,7 +280,11 @@ class AgentStore:
 
   def agent_features(self, agent: str, rows: slice | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Model agent `agent`'s SPAN_STATISTICS `[E, S]` and pooled hidden states `[E, H]`, float32."""
+    """Model agent `agent`'s STATISTICS `[E, S]` and pooled hidden states `[E, H]`, float32.
+
+    The span statistics are stored; the answer statistics are derived from the
+    stored answer texts (`answer_statistics`).
+    """
     rows = rows or slice(0, self.num_examples)
     statistics, hidden = [], []
     for c, part in self._chunks(agent, rows):
@@ -283,18 +293,23 @@ class AgentStore:
           raise StoreMismatchError(
               f"{self.dir / agent}: agent {agent!r} ({self.manifests[agent]['kind']}) records no "
               "agent features; only model agents precomputed with them do (rerun precompute)")
-        statistics.append(np.stack([z[k][part] for k in SPAN_STATISTICS], axis=1))
+        columns = {k: z[k][part] for k in SPAN_STATISTICS}
         hidden.append(z[HIDDEN_FIELD][part])
+      columns.update(answer_statistics.answer_statistics(self._chunk_texts(agent, c)[part]))
+      statistics.append(np.stack([columns[k] for k in STATISTICS], axis=1))
     if not statistics:
-      return np.zeros((0, len(SPAN_STATISTICS)), np.float32), np.zeros((0, 0), np.float32)
-    return np.concatenate(statistics), np.concatenate(hidden)
+      return np.zeros((0, len(STATISTICS)), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(statistics).astype(np.float32), np.concatenate(hidden)
+
+  def _chunk_texts(self, agent: str, c: int) -> list[str]:
+    path = self._chunk_file(agent, f"chunk-{c:05d}.json")
+    return json.loads(path.read_text(encoding="utf-8"))["texts"]
 
   def answers(self, agent: str) -> list[str]:
     """The answer text agent `agent` gave to each question, in order."""
     texts = []
     for c, part in self._chunks(agent, slice(0, self.num_examples)):
-      path = self._chunk_file(agent, f"chunk-{c:05d}.json")
-      texts.extend(json.loads(path.read_text(encoding="utf-8"))["texts"][part])
+      texts.extend(self._chunk_texts(agent, c)[part])
     return texts
 
   def logits(self, agent: str, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ exported here under `EXPORT/agents/NAME/`:
 
 `compute` windows questions with that tokenizer, runs the function and combines
 each question's windows as precompute does (`precompute.question_features`),
-so the features equal the stored ones up to float rounding. The export's
+with the answer statistics of its decoded answers, so the features equal the
+stored ones up to float rounding. The export's
 manifest covers these files (`bundle.write_manifest`).
 """
 
@@ -31,7 +32,7 @@ import numpy as np
 import transformers
 from flax import nnx
 
-from l2d_jax.agents import precompute
+from l2d_jax.agents import answer_statistics, precompute
 from l2d_jax.agents import store as store_lib
 from l2d_jax.data.example import Example
 from l2d_jax.data.features import FeatureParams, make_features
@@ -118,9 +119,10 @@ def compute(export_dir: str | pathlib.Path, agent: str, examples: list[Example],
     outputs = call(*(getattr(features, name)[padded] for name in meta["inputs"]))
     batches.append({name: np.asarray(x)[:len(rows)] for name, x in zip(meta["outputs"], outputs)})
   windows = {name: np.concatenate([b[name] for b in batches]) for name in meta["outputs"]}
-  _, per_question = precompute.question_features(
+  decoded, per_question = precompute.question_features(
       windows, features.example_index_F, features.offsets_FxLx2, [e.context for e in examples],
       meta["null_threshold"])
-  return (np.stack([per_question[name] for name in store_lib.SPAN_STATISTICS], axis=1),
+  per_question.update(answer_statistics.answer_statistics(decoded.text))
+  return (np.stack([per_question[name] for name in store_lib.STATISTICS], axis=1),
           per_question[store_lib.HIDDEN_FIELD])
 

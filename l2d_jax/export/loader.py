@@ -17,7 +17,7 @@ come from (`sources`) and the agents. Token ids must come from the tokenizer
 saved beside them, windowed as `router.json` says (l2d_jax's
 `rejector_inputs`: the question, then the start of the context); a router that
 reads agents' features takes them as `agent_features`, float32 `[b, F]`, each
-agent's span statistics then pooled hidden state in the order its `sources`
+agent's statistics (`store.STATISTICS`) then pooled hidden state in the order its `sources`
 record lists them (l2d_jax's `agents.feature_file` and `export.agent_features`
 make them).
 

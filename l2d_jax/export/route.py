@@ -204,11 +204,11 @@ def _agent_inputs(export_dir, router: Router, source: dict, examples: list[Examp
   parts = source["parts"]
   for agent in source["agents"]:
     _, hidden = per_agent[agent["name"]]
-    if ("statistics" in parts and agent["statistics"] != list(store_lib.SPAN_STATISTICS)
+    if ("statistics" in parts and agent["statistics"] != list(store_lib.STATISTICS)
         or "hidden" in parts and hidden.shape[1] != agent["hidden_size"]):
       raise UserError(f"agent {agent['name']!r}: the router reads the statistics "
                       f"{agent['statistics']} and a hidden state of {agent['hidden_size']}, got "
-                      f"{list(store_lib.SPAN_STATISTICS)} and {hidden.shape[1]} ({said})")
+                      f"{list(store_lib.STATISTICS)} and {hidden.shape[1]} ({said})")
   return {source["input"]: agent_source.feature_matrix([per_agent[n] for n in names], parts)}, said
 
 

@@ -1,9 +1,10 @@
 """The agent-feature source: what model agents themselves make of the question.
 
 For each feature agent (the main model by default, `rejector.feature_agents`)
-the rejector reads the agent's span statistics (`store.SPAN_STATISTICS`: its
-best-span probability, top-2 margin, start/end entropies, null margin, number
-of windows) and its pooled final hidden state, as precompute stored them, or
+the rejector reads the agent's statistics (`store.STATISTICS`: its best-span
+probability, top-2 margin, start/end entropies, null margin, number of windows,
+and its answer's length in words, `agents.answer_statistics`) and its pooled
+final hidden state, as precompute stored them, or
 one of the two (`rejector.agent_parts`): the batch key `agent_features` holds
 `[statistics, hidden]` of each agent in turn, raw. The source standardises
 them with a mean and standard deviation fitted on the rejector's training
@@ -47,7 +48,7 @@ class AgentFeatureSource(nnx.Module):
   def __init__(self, agents: Sequence[str], hidden_sizes: Sequence[int], parts: Sequence[str],
                train_features_ExF: np.ndarray, *, hidden: int, seed: int = 0):
     """`hidden_sizes[a]`: agent a's hidden state size; `parts`: what is read of each agent."""
-    widths = [len(store_lib.SPAN_STATISTICS) * ("statistics" in parts)
+    widths = [len(store_lib.STATISTICS) * ("statistics" in parts)
               + size * ("hidden" in parts) for size in hidden_sizes]
     train_features_ExF = np.asarray(train_features_ExF, np.float64)
     if train_features_ExF.ndim != 2 or train_features_ExF.shape[1] != sum(widths):
@@ -81,7 +82,7 @@ class AgentFeatureSource(nnx.Module):
 
   def record(self) -> dict:
     """The agents whose features `agent_features` holds, in order, and each one's columns."""
-    statistics = list(store_lib.SPAN_STATISTICS) if "statistics" in self.parts else []
+    statistics = list(store_lib.STATISTICS) if "statistics" in self.parts else []
     return {"input": INPUT, "parts": list(self.parts), "agents": [
         {"name": name, "statistics": statistics, "hidden_size": size * ("hidden" in self.parts)}
         for name, size in zip(self.agents, self.hidden_sizes)]}
