@@ -31,6 +31,7 @@ def test_margins_are_read_on_the_fronts_over_the_fee_range():
   margin, at = s["min_margin_over_agents"]
   assert margin == 0.0 and at == 3.0  # at 3.0 both fronts reach 0.9: never below
   assert s["share_of_range_above_agents"] == 1.0 - 1 / front_check.GRID
+  assert s["share_of_range_below_agents"] == 0.0  # level at 3.0, where both are the human
   # At fee 2: the rejector 0.8, the agents' line 0.7, the cascade 0.66: its front mixes the
   # cheapest agent alone (1, 0.5) with (3.5, 0.9), above its own point (1.5, 0.55).
   grid, f1 = front_check.fronts(_report([(2.0, 0.8), (2.9, 0.9)]))
@@ -44,6 +45,7 @@ def test_a_rejector_below_random_mixing_shows_a_negative_margin():
   margin, at = s["min_margin_over_agents"]  # flat beyond its dearest point: 0.6 against 0.9
   np.testing.assert_allclose((margin, at), (-0.3, 3.0), atol=1e-12)
   assert s["share_of_range_above_agents"] == 0.0
+  assert s["share_of_range_below_agents"] == 1.0
   assert s["operating_point"]["gain_f1"] == 0.06 and s["aiq"]["cascade"] == 0.7
 
 
@@ -66,7 +68,7 @@ def test_markdown_rows_give_the_results_and_budgets_tables(tmp_path, capsys):
       {"budget": "share:nobody<=0.3", "error": "no agent 'nobody'"}]
   assert front_check.result_row(report) == (
       "| `toy` | agents (cheap) | 0.800 at 2.00 | +0.060 ± 0.020 | 0.740 | 0.660 | "
-      "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% / 100% |")
+      "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% (0%) / 100% (0%) |")
   assert front_check.budget_lines(report) == [
       "| `toy` | `fee=2.0` | validation articles | fee 1.900 | -0.100 (-5.0%) | 0.770 |",
       "| `toy` | `fee=2.0` | test's own logits | fee 2.000 | +0.000 (+0.0%) | 0.770 |",

@@ -7,7 +7,8 @@ agents: what a router must beat) and the cascade's, each read as the report's
 AIQ reads it (`evaluate.routing_metrics`: sending questions straight to the
 cheapest agent is always one of the mixtures). Then the smallest margin of the
 rejector over each on that range (its cheapest end excluded, where all three
-are the cheapest agent alone), the paired gain over random allocation at the
+are the cheapest agent alone) and the share of the range where it is above,
+below and level (within `LEVEL`: where both are the same mixture), the paired gain over random allocation at the
 configured operating point, and the AIQs: the figures issue 15's targets name.
 With `--markdown` it prints them instead as the results tables of
 experiments/README.md: one row per report, then one per budget.
@@ -25,6 +26,7 @@ import numpy as np
 from l2d_jax.evaluate.routing_metrics import CostAxis
 
 GRID = 200
+LEVEL = 1e-6  # fronts closer than this are level: the same mixture, up to float rounding
 
 
 def fronts(report: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -50,7 +52,8 @@ def summary(report: dict) -> dict:
     margin = f1["rejector"] - f1[other]
     worst = int(np.argmin(margin))
     out[f"min_margin_over_{other}"] = (float(margin[worst]), float(grid[worst]))
-    out[f"share_of_range_above_{other}"] = float(np.mean(margin > 0))
+    out[f"share_of_range_above_{other}"] = float(np.mean(margin > LEVEL))
+    out[f"share_of_range_below_{other}"] = float(np.mean(margin < -LEVEL))
   gain = report["rejector"]["gain_over_random"]
   out["operating_point"] = {"f1": report["rejector"]["f1"], "fee": report["rejector"]["fee"],
                             "gain_f1": gain["f1"], "gain_se": gain["f1_se"],
@@ -61,7 +64,7 @@ def summary(report: dict) -> dict:
 
 RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at fee | gain over "
                  "random ± SE | random, same shares | cascade, same fee | oracle F1 at fee | AIQ "
-                 "rejector / cascade / agents' front | fee range above cascade / agents' front |\n"
+                 "rejector / cascade / agents' front | fee range above (below) cascade / agents' front |\n"
                  + "|---" * 9 + "|")
 BUDGET_HEADER = ("| experiment | budget | calibration | realised on test | test − target | F1 |\n"
                  + "|---" * 6 + "|")
@@ -81,7 +84,9 @@ def result_row(report: dict) -> str:
       "–" if cascade is None else f"{cascade['f1']:.3f}",
       f"{base['oracle']['f1']:.3f} at {base['oracle']['fee']:.2f}",
       f"{aiq['rejector']:.3f} / {aiq['cascade']:.3f} / {aiq['agents']:.3f}",
-      f"{s['share_of_range_above_cascade']:.0%} / {s['share_of_range_above_agents']:.0%} |"])
+      " / ".join(f"{s[f'share_of_range_above_{other}']:.0%} "
+                 f"({s[f'share_of_range_below_{other}']:.0%})" for other in ("cascade", "agents"))
+      + " |"])
 
 
 def budget_lines(report: dict) -> list[str]:
@@ -130,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     for other, label in (("agents", "the agents'"), ("cascade", "the cascade's")):
       margin, at = s[f"min_margin_over_{other}"]
       print(f"  front minus {label} front: smallest {margin:+.4f} (at fee {at:.3f}); above on "
-            f"{s[f'share_of_range_above_{other}']:.0%} of the fee range")
+            f"{s[f'share_of_range_above_{other}']:.0%} of the fee range, below on "
+            f"{s[f'share_of_range_below_{other}']:.0%}, level elsewhere")
     aiq = s["aiq"]
     print(f"  AIQ: rejector {aiq['rejector']:.4f}, cascade {aiq['cascade']:.4f}, agents' front "
           f"{aiq['agents']:.4f} (rejector - agents {aiq['rejector'] - aiq['agents']:+.4f})")
