@@ -152,3 +152,28 @@ def test_a_store_made_before_agent_features_is_recomputed(tmp_path, setup, caplo
   assert "recomputing agent 'agent'" in caplog.text
   assert pool._complete(tmp_path, "agent", pre.RECORDED)  # pylint: disable=protected-access
   assert store_lib.AgentStore(tmp_path, ["agent"]).agent_features("agent")[1].shape[1] == 32
+
+
+def test_a_features_file_with_other_statistics_is_rewritten_from_the_store(tmp_path, setup):
+  examples = setup[0]
+  agent_dir = _run(tmp_path, setup, 8)
+  path = agent_dir / feature_file.FILE_NAME
+  current = path.read_bytes()
+  pre.refresh_feature_file(tmp_path, "agent", examples)  # current: left as it is
+  assert path.read_bytes() == current
+  with np.load(path) as z:  # as a version before the answer statistics wrote it
+    old = {k: z[k] for k in z.files}
+  span = len(store_lib.SPAN_STATISTICS)
+  old["agent/statistics"] = old["agent/statistics"][:, :span]
+  old["agent/statistic_names"] = old["agent/statistic_names"][:span]
+  np.savez(path, **old)
+  ids = [e.id for e in examples]
+  with pytest.raises(DataError, match="expected"):
+    feature_file.read(path, ["agent"], ids)
+  assert not feature_file.is_current(path, "agent")
+  pre.refresh_feature_file(tmp_path, "agent", examples)
+  assert feature_file.is_current(path, "agent")
+  statistics, hidden = feature_file.read(path, ["agent"], ids)["agent"]
+  stored = store_lib.AgentStore(tmp_path, ["agent"]).agent_features("agent")
+  np.testing.assert_array_equal(statistics, stored[0])
+  np.testing.assert_array_equal(hidden, stored[1])

@@ -49,6 +49,15 @@ def write(path: str | os.PathLike, question_ids: Sequence[str],
   return path
 
 
+def is_current(path: str | os.PathLike, agent: str) -> bool:
+  """Whether `path` holds `agent`'s features with this version's statistics (`store.STATISTICS`)."""
+  try:
+    with np.load(path) as z:
+      return z[f"{agent}/statistic_names"].tolist() == list(store_lib.STATISTICS)
+  except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    return False
+
+
 def read(path: str | os.PathLike, agents: Sequence[str], question_ids: Sequence[str]
          ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """`{agent: (statistics_ExS, hidden_ExH)}` for `question_ids`, in that order.

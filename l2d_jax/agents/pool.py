@@ -135,7 +135,8 @@ def prepare_pool(config: config_lib.ExperimentConfig, splits: Splits,
       _check_built(store_dir, agent)
     if agent.kind == "model":
       flops[agent.name] = _model_agent(agent, splits, examples, data_fp, workdir, store_dir, mesh,
-                                       checkpoint_every=config.train.checkpoint_every)
+                                       checkpoint_every=config.train.checkpoint_every,
+                                       build=build)
     elif agent.kind == "predictions":
       if not _complete(store_dir, agent.name):
         external.predictions_agent(store_dir, agent.name, agent.predictions, examples,
@@ -193,10 +194,11 @@ def _complete(store_dir: pathlib.Path, agent: str, recorded: str = "") -> bool:
 
 def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[Example],
                  data_fp: str, workdir: pathlib.Path, store_dir: pathlib.Path, mesh, *,
-                 checkpoint_every: int) -> float:
+                 checkpoint_every: int, build: bool = True) -> float:
   """Fine-tunes and precomputes one model agent (skipping what is done); its FLOPs/question.
 
-  The fine-tuning checkpoints every `checkpoint_every` steps (the run's
+  A complete agent's features file is brought up to date where the pool is
+  built (`precompute.refresh_feature_file`). The fine-tuning checkpoints every `checkpoint_every` steps (the run's
   `train.checkpoint_every`), so a killed run resumes its expert mid-epoch.
   """
   tokenizer = agent_tokenizer(agent, splits)
@@ -208,6 +210,8 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
   flops = flops_lib.flops_per_question(
       encoder_config, eval_features.num_features / eval_features.num_examples, ft.max_seq_len)
   if _complete(store_dir, agent.name, precompute.RECORDED):
+    if build:  # a pool_from run's directory is never written
+      precompute.refresh_feature_file(store_dir, agent.name, examples)
     return flops
   train_features = feature_cache.cached_features(splits.expert_train, tokenizer, params, cache)
   expert_dir = workdir / "experts" / agent.name

@@ -90,6 +90,24 @@ def question_features(windows: dict[str, np.ndarray], example_index_F: np.ndarra
   return decoded, features
 
 
+def write_feature_file(store: store_lib.AgentStore, agent: str, examples: list[Example]
+                       ) -> pathlib.Path:
+  """Writes `agent`'s features on the store's questions `examples` beside its chunks."""
+  return feature_file.write(store.dir / agent / feature_file.FILE_NAME, [e.id for e in examples],
+                            {agent: store.agent_features(agent)})
+
+
+def refresh_feature_file(store_dir: str | pathlib.Path, agent: str, examples: list[Example]
+                         ) -> None:
+  """Rewrites a complete agent's features file when it is missing or holds other statistics
+  than this version's (made before `store.STATISTICS` grew): they derive from the store."""
+  path = pathlib.Path(store_dir) / agent / feature_file.FILE_NAME
+  if jax.process_index() == 0 and not feature_file.is_current(path, agent):
+    write_feature_file(store_lib.AgentStore(store_dir, [agent]), agent, examples)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"feature file {agent}")
+
+
 @functools.cache
 def _window_outputs_fn(max_answer_len: int):
   """`window_outputs(model, batch)`, one function object per answer length (so jit caches it)."""
@@ -145,8 +163,7 @@ def precompute_model_agent(store_dir: str | pathlib.Path, agent: str, model: nnx
     writer.finish(**(extra_manifest or {}))
     store = store_lib.AgentStore(store_dir, [agent])
     _write_predictions(store, agent, examples)
-    feature_file.write(writer.dir / feature_file.FILE_NAME, [e.id for e in examples],
-                       {agent: store.agent_features(agent)})
+    write_feature_file(store, agent, examples)
   if jax.process_count() > 1:  # nobody reads the store before process 0 has written it
     multihost_utils.sync_global_devices(f"precompute {agent}")
   return writer.dir
