@@ -1,9 +1,8 @@
 """squad_v2_minilm with a rejector that reads the agents' own features.
 
-The agents' features are one expert's statistics (best-span probability,
-margins, entropies, null-score margin, windows, its answer's length in words;
-`squad_v2_minilm.STATISTICS_OF`),
-so that expert is paid on every question. The experiment trains over
+The agents' features are one expert's statistics (`store.STATISTICS`: its
+span's and its answer's; the expert is `squad_v2_minilm.STATISTICS_OF`), so
+that expert is paid on every question. The experiment trains over
 squad_v2_minilm's agent pool (run that first, from the same directory); only
 the rejector, its report and its export are new:
 

@@ -1,11 +1,9 @@
-"""squad_v2_minilm with a rejector that reads the text and the agents' features.
+"""squad_v2_minilm_agents with the question text read too: the rejector reads
+the text (as squad_v2_minilm's does) and the statistics squad_v2_minilm_agents
+reads, and pays for both on every question.
 
-The agents' features are one expert's statistics (best-span probability,
-margins, entropies, null-score margin, windows, its answer's length in words;
-`squad_v2_minilm.STATISTICS_OF`),
-so that expert is paid on every question. The experiment trains over
-squad_v2_minilm's agent pool (run that first, from the same directory); only
-the rejector, its report and its export are new:
+It trains over squad_v2_minilm's agent pool (run that first, from the same
+directory); only the rejector, its report and its export are new:
 
   l2d-jax run --config squad_v2_minilm_text_agents
 """

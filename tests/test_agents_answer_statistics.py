@@ -10,4 +10,3 @@ def test_answer_statistics_count_the_words_of_each_answer():
   assert list(stats) == list(answer_statistics.NAMES)
   np.testing.assert_array_equal(stats["answer_words_E"], [3, 0, 1, 2])
   assert stats["answer_words_E"].dtype == np.float32
-

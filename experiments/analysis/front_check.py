@@ -8,10 +8,11 @@ AIQ reads it (`evaluate.routing_metrics`: sending questions straight to the
 cheapest agent is always one of the mixtures). Then the smallest margin of the
 rejector over each on that range (its cheapest end excluded, where all three
 are the cheapest agent alone) and the share of the range where it is above,
-below and level (within `LEVEL`: where both are the same mixture), the paired gain over random allocation at the
-configured operating point, and the AIQs: the figures issue 15's targets name.
-With `--markdown` it prints them instead as the results tables of
-experiments/README.md: one row per report, then one per budget.
+below and level (within `LEVEL`: where both are the same mixture), the paired
+gain over random allocation at the configured operating point, and the AIQs:
+the figures issue 15's targets name. With `--markdown` it prints them instead
+as the results tables of experiments/README.md: one row per report, then one
+per budget.
 
   python experiments/analysis/front_check.py runs/squad_v1_minilm*/report/report.json
 """
@@ -64,7 +65,8 @@ def summary(report: dict) -> dict:
 
 RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at fee | gain over "
                  "random ± SE | random, same shares | cascade, same fee | oracle F1 at fee | AIQ "
-                 "rejector / cascade / agents' front | fee range above (below) cascade / agents' front |\n"
+                 "rejector / cascade / agents' front | fee range above (below) cascade / "
+                 "agents' front |\n"
                  + "|---" * 9 + "|")
 BUDGET_HEADER = ("| experiment | budget | calibration | realised on test | test − target | F1 |\n"
                  + "|---" * 6 + "|")

@@ -197,9 +197,10 @@ def _model_agent(agent: config_lib.AgentConfig, splits: Splits, examples: list[E
                  checkpoint_every: int, build: bool = True) -> float:
   """Fine-tunes and precomputes one model agent (skipping what is done); its FLOPs/question.
 
-  A complete agent's features file is brought up to date where the pool is
-  built (`precompute.refresh_feature_file`). The fine-tuning checkpoints every `checkpoint_every` steps (the run's
-  `train.checkpoint_every`), so a killed run resumes its expert mid-epoch.
+  The fine-tuning checkpoints every `checkpoint_every` steps (the run's
+  `train.checkpoint_every`), so a killed run resumes its expert mid-epoch. A
+  complete agent's features file is brought up to date where the pool is
+  built (`precompute.refresh_feature_file`).
   """
   tokenizer = agent_tokenizer(agent, splits)
   ft = agent.finetune

@@ -299,7 +299,7 @@ class AgentStore:
       statistics.append(np.stack([columns[k] for k in STATISTICS], axis=1))
     if not statistics:
       return np.zeros((0, len(STATISTICS)), np.float32), np.zeros((0, 0), np.float32)
-    return np.concatenate(statistics).astype(np.float32), np.concatenate(hidden)
+    return np.concatenate(statistics), np.concatenate(hidden)
 
   def _chunk_texts(self, agent: str, c: int) -> list[str]:
     path = self._chunk_file(agent, f"chunk-{c:05d}.json")

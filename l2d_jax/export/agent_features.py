@@ -17,8 +17,8 @@ exported here under `EXPORT/agents/NAME/`:
 `compute` windows questions with that tokenizer, runs the function and combines
 each question's windows as precompute does (`precompute.question_features`),
 with the answer statistics of its decoded answers, so the features equal the
-stored ones up to float rounding. The export's
-manifest covers these files (`bundle.write_manifest`).
+stored ones up to float rounding. The export's manifest covers these files
+(`bundle.write_manifest`).
 """
 
 import dataclasses

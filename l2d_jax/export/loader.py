@@ -17,9 +17,9 @@ come from (`sources`) and the agents. Token ids must come from the tokenizer
 saved beside them, windowed as `router.json` says (l2d_jax's
 `rejector_inputs`: the question, then the start of the context); a router that
 reads agents' features takes them as `agent_features`, float32 `[b, F]`, each
-agent's statistics (`store.STATISTICS`) then pooled hidden state in the order its `sources`
-record lists them (l2d_jax's `agents.feature_file` and `export.agent_features`
-make them).
+agent's statistics (`store.STATISTICS`) then pooled hidden state in the order
+its `sources` record lists them (l2d_jax's `agents.feature_file` and
+`export.agent_features` make them).
 
 An export verifies itself: `export_manifest.json`, written last, records the
 format version and the size and SHA-256 of every other file in the directory.
