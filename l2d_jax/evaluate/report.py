@@ -38,8 +38,6 @@ _METRIC_HEADERS = {"em": "EM", "f1": "F1", "fee": "fee", "flops": "FLOPs/questio
 
 def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc_E: np.ndarray,
                  sweep: Sequence[tuple[float, np.ndarray]], *,
-                 cascade_experts: Sequence[int] | None = None,
-                 cascade_thresholds: np.ndarray | None = None,
                  cascade_from: Mapping[int, np.ndarray] | None = None, cascade_points: int = 21,
                  random_seeds: Sequence[int] = (),
                  rejector_fee: float = 0.0, rejector_flops: float = 0.0,
@@ -51,18 +49,18 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
 
   Args:
     table: the agents' test scores and costs at the configured beta scale.
-    conf_E: the main model's confidence per question (best-span probability).
+    conf_E: the main model's confidence per question (best-span probability):
+      the cascade from it, to every other agent, at `cascade_points` quantile
+      thresholds (`baselines.quantile_thresholds`), each expert's a curve.
     rejector_alloc_E: the rejector's allocation at the configured beta scale.
     sweep: (beta scale, allocation) pairs of rejectors trained at other fee
       scales: points of the rejector's accuracy–cost curve.
-    cascade_experts: the agents a cascade may defer to, one cascade each
-      (default: every agent but the main model); its curve is their joint front.
-    cascade_thresholds: the cascade's thresholds (default: quantiles of conf_E).
     cascade_from: other main models, agent index -> its confidence per
-      question: a cascade from each (to every other agent, at `cascade_points`
-      quantile thresholds of its confidence) joins the cascade's curve, so a
-      rejector that reads an agent's features meets the cascade on that
-      agent's confidence.
+      question: a cascade from each, built as the main model's, joins the
+      cascade's curve (their joint front), so a rejector that reads an agent's
+      features meets the cascade on that agent's confidence.
+    cascade_points: how many quantiles of each main model's confidence serve
+      as its thresholds.
     random_seeds: seeds of sampled random allocations, summarised beside the
       exact expectation the report compares with.
     rejector_fee: what running the rejector costs per question (fee units),
@@ -111,13 +109,12 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                for point in budget_lib.fee_sweep(on_test, fee_offsets)]
   sweep_rows = [{"beta_scale": scale, "lambda": lam, **routed(alloc_E)}
                 for scale, lam, alloc_E in points]
-  cascade_rows = baselines.cascade(conf_E, table, cascade_thresholds, cascade_experts)
-  for main, main_conf_E in (cascade_from or {}).items():
-    cascade_rows += baselines.cascade(
-        main_conf_E, table, baselines.quantile_thresholds(main_conf_E, cascade_points),
-        main=main)
-  cascade = curve_lib.summarize(cascade_rows, **ends)
-  mains = [table.names[0], *(table.names[j] for j in cascade_from or {})]
+  conf_by_main = {0: conf_E, **(cascade_from or {})}
+  cascade = curve_lib.summarize(
+      [row for main, main_conf_E in conf_by_main.items()
+       for row in baselines.cascade(main_conf_E, table, baselines.quantile_thresholds(
+           main_conf_E, cascade_points), main=main)], **ends)
+  mains = [table.names[j] for j in conf_by_main]
   random_rows = [{"beta_scale": row["beta_scale"], "lambda": row["lambda"],
                   **baselines.random_allocation(_shares(row), table)} for row in sweep_rows]
   for row, (_, _, alloc_E) in zip(sweep_rows, points):
