@@ -51,11 +51,28 @@ def test_a_router_curve_anchored_at_the_weak_agent_and_cut_at_the_dearest():
                                              "fraction": 0.46 / 1.8})
 
 
-def test_a_curve_that_stops_short_is_flat_beyond_and_never_reaches_the_gap():
+def test_a_curve_that_stops_short_still_mixes_up_to_the_strong_agent():
+  # One point (0.4, 0.5): the front runs w, it, then the segment to s (2.0, 0.9).
+  area = 0.2 * (0.3 + 0.5) / 2 + 1.6 * (0.5 + 0.9) / 2
   got = routing_metrics.summarize([0.4], [0.5], axis())
-  assert got["aiq"] == pytest.approx((0.2 * 0.4 + 1.6 * 0.5) / 1.8)
-  assert got["apgr"] == pytest.approx(((0.2 * 0.4 + 1.6 * 0.5) / 1.8 - 0.3) / 0.6)
-  assert got["cpt"] == {"50%": None, "80%": None}
+  assert got["aiq"] == pytest.approx(area / 1.8)
+  assert got["apgr"] == pytest.approx((area / 1.8 - 0.3) / 0.6)
+  # F1 0.6 and 0.78 lie on the segment from (0.4, 0.5) to s, of slope 0.25.
+  assert got["cpt"]["50%"] == pytest.approx({"fee": 0.8, "fraction": 0.6 / 1.8})
+  assert got["cpt"]["80%"] == pytest.approx({"fee": 1.52, "fraction": 1.32 / 1.8})
+
+
+def test_a_router_that_pays_for_reading_reaches_the_strong_agent_at_its_fee():
+  # Its dearest point (2.3, 0.88) sends 90% to s but pays a reader: dearer than s and worse.
+  # Without s the front would read 0.85 + 0.5 / 0.8 * 0.03 at fee 2; with it, 0.9.
+  area = 0.3 * (0.3 + 0.6) / 2 + 1.0 * (0.6 + 0.85) / 2 + 0.5 * (0.85 + 0.9) / 2
+  got = routing_metrics.summarize([0.5, 1.5, 2.3], [0.6, 0.85, 0.88], axis())
+  assert got["aiq"] == pytest.approx(area / 1.8)
+  cost_F, f1_F = axis().front([0.5, 1.5, 2.3], [0.6, 0.85, 0.88])
+  assert cost_F.tolist() == [0.2, 0.5, 1.5, 2.0] and f1_F.tolist() == [0.3, 0.6, 0.85, 0.9]
+  # A weak or strong agent under the points' own front changes nothing.
+  assert routing_metrics.summarize([0.2, 2.0], [0.5, 0.95], axis())["aiq"] == pytest.approx(
+      (0.5 + 0.95) / 2)
 
 
 def test_apgr_runs_to_the_strong_agents_fee_when_it_is_not_the_dearest():

@@ -12,8 +12,10 @@ front_check = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(front_check)
 
 
-def _report(rejector_points: list[tuple[float, float]]) -> dict:
-  agents = [("cheap", 1.0, 0.5), ("dear", 3.0, 0.9)]  # the agents' front: 0.5 + 0.2 (c - 1)
+TWO_AGENTS = [("cheap", 1.0, 0.5), ("dear", 3.0, 0.9)]  # the agents' front: 0.5 + 0.2 (c - 1)
+
+
+def _report(rejector_points: list[tuple[float, float]], agents=TWO_AGENTS) -> dict:
   gain = {"f1": 0.06, "f1_se": 0.02}
   points = lambda pairs: [{"fee": c, "f1": q} for c, q in pairs]
   return {"metadata": {"experiment": "toy"},
@@ -21,31 +23,35 @@ def _report(rejector_points: list[tuple[float, float]]) -> dict:
           "rejector": {"f1": 0.8, "fee": 2.0, "gain_over_random": gain,
                        "shares": {"cheap": 0.5, "dear": 0.5}},
           "curve": {"rejector": {"points": points(rejector_points), "aiq": 0.8},
-                    "cascade": {"points": points([(1.5, 0.55), (3.5, 0.9)]), "aiq": 0.7},
+                    "cascade": {"points": points([(1.5, 0.62), (3.5, 0.9)]), "aiq": 0.7},
                     "agents": {"points": [], "aiq": 0.7}}}
 
 
 def test_margins_are_read_on_the_fronts_over_the_fee_range():
-  # Above the agents' line everywhere but at the dear end (2.9 to 3: its 0.9 only from 3.0 on).
+  # Above the agents' line everywhere but at the dear end (3.0: the dear agent alone).
   s = front_check.summary(_report([(2.0, 0.8), (2.9, 0.9)]))
   margin, at = s["min_margin_over_agents"]
   assert margin == 0.0 and at == 3.0  # at 3.0 both fronts reach 0.9: never below
   assert s["share_of_range_above_agents"] == 1.0 - 1 / front_check.GRID
   assert s["share_of_range_below_agents"] == 0.0  # level at 3.0, where both are the human
-  # At fee 2: the rejector 0.8, the agents' line 0.7, the cascade 0.66: its front mixes the
-  # cheapest agent alone (1, 0.5) with (3.5, 0.9), above its own point (1.5, 0.55).
+  # At fee 2: the rejector 0.8, the agents' line 0.7, the cascade 0.62 + 0.28 / 3: its front
+  # mixes (1.5, 0.62) with the dear agent alone (3, 0.9), not with its own (3.5, 0.9).
   grid, f1 = front_check.fronts(_report([(2.0, 0.8), (2.9, 0.9)]))
   at_2 = int(np.argmin(np.abs(grid - 2.0)))
   np.testing.assert_allclose([f1["rejector"][at_2], f1["agents"][at_2], f1["cascade"][at_2]],
-                             [0.8, 0.7, 0.66], atol=1e-12)
+                             [0.8, 0.7, 0.62 + 0.28 / 3], atol=1e-12)
 
 
 def test_a_rejector_below_random_mixing_shows_a_negative_margin():
-  s = front_check.summary(_report([(2.0, 0.6)]))  # below the agents' line from 1 on
-  margin, at = s["min_margin_over_agents"]  # flat beyond its dearest point: 0.6 against 0.9
-  np.testing.assert_allclose((margin, at), (-0.3, 3.0), atol=1e-12)
+  # A middle agent (2, 0.8) lifts the agents' front above the line from cheap to dear, where
+  # the rejector's point (2, 0.7) lies, and so its front: below from 1 on, most at fee 2 by
+  # 0.1, level only at 3.0, the dear agent alone. (Any front reaches that line by mixing.)
+  three_agents = [TWO_AGENTS[0], ("mid", 2.0, 0.8), TWO_AGENTS[1]]
+  s = front_check.summary(_report([(2.0, 0.7)], three_agents))
+  margin, at = s["min_margin_over_agents"]
+  np.testing.assert_allclose((margin, at), (-0.1, 2.0), atol=1e-12)
   assert s["share_of_range_above_agents"] == 0.0
-  assert s["share_of_range_below_agents"] == 1.0
+  assert s["share_of_range_below_agents"] == 1.0 - 1 / front_check.GRID
   assert s["operating_point"]["gain_f1"] == 0.06 and s["aiq"]["cascade"] == 0.7
 
 

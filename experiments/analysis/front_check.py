@@ -5,10 +5,11 @@ fronts at fees from the cheapest to the dearest agent: the rejector's (its
 curve's points and their mixtures), the agents' own (random mixtures of single
 agents: what a router must beat) and the cascade's, each read as the report's
 AIQ reads it (`evaluate.routing_metrics`: sending questions straight to the
-cheapest agent is always one of the mixtures). Then the smallest margin of the
-rejector over each on that range (its cheapest end excluded, where all three
-are the cheapest agent alone) and the share of the range where it is above,
-below and level (within `LEVEL`: where both are the same mixture), the paired
+weak or the strong agent is always one of the mixtures). Then the smallest
+margin of the rejector over each on that range (its cheapest end excluded,
+where all three are the cheapest agent alone) and the share of the range where
+it is above, below and level (within `LEVEL`: where both are the same
+mixture), the paired
 gain over random allocation at the configured operating point, and the AIQs:
 the figures issue 15's targets name. With `--markdown` it prints them instead
 as the results tables of experiments/README.md: one row per report, then one

@@ -153,7 +153,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                             "from the cheapest to the dearest agent; APGR (RouteLLM): mean "
                             "share of the weak-to-strong F1 gap it recovers over the fees from "
                             "the weak to the strong agent; CPT(x): the least fee recovering x "
-                            "of the gap. Every front includes the weak agent alone.",
+                            "of the gap. Every front includes the weak and the strong agent "
+                            "alone.",
           },
           **(metadata or {}),
       },
@@ -309,8 +310,9 @@ def _routing_metrics_table(report: dict) -> list[str]:
            f"{c_weak:.4g} to {c_strong:.4g}. CPT(x): the least fee recovering x of that gap "
            "(in brackets, as a fraction of the way from the weak agent's fee to the strong "
            "one's: RouteLLM's share of calls to the strong model). Every front includes "
-           "sending questions straight to the weak agent. The agents' own front is the best "
-           "random mixtures of single agents (RouterBench's zero router).", "",
+           "sending questions straight to the weak or the strong agent, unread. The agents' "
+           "own front is the best random mixtures of single agents (RouterBench's zero "
+           "router).", "",
            "| curve | AIQ | APGR | " + " | ".join(f"CPT({x})" for x in levels) + " |",
            "|---|---|---|" + "---|" * len(levels)]
   for name, label in (("rejector", "rejector"), ("cascade", "cascade"),

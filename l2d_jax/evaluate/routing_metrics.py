@@ -13,11 +13,18 @@ The multi-agent pool maps onto the papers' terms as follows:
                  report's `best_agent`): RouteLLM's strong model;
   cost range     [c_min, c_max] from the cheapest to the dearest agent's fee,
                  the same for every curve so their AIQs compare.
-Below its cheapest point a curve still reaches the segment to the weak agent
-alone: any allocation can be mixed with sending questions straight to the weak
-agent, deciding nothing. So each curve's front F(c) is that of its points and
-the weak agent's (c_weak, q_weak) = (c_min, q_weak), interpolated in between
-and flat beyond its dearest point (spending more buys nothing).
+Any allocation can be mixed with sending questions straight to the weak or
+the strong agent, deciding nothing and reading nothing (a coin before the
+router). So each curve's front F(c) is that of its points and of the weak and
+the strong agent alone, (c_weak, q_weak) = (c_min, q_weak) and (c_strong,
+q_strong), interpolated in between and flat beyond its dearest point
+(spending more buys nothing). In the papers routing is free, so a router's
+own points already run from all-weak to all-strong; a router that pays for
+what it reads (the rejector reading an agent's features, a cascade's main
+model) lies dearer than either agent alone, and the two ends restore both ends
+of its curve: below its cheapest point, and up to the strong agent's fee,
+where otherwise it could never match the strong agent alone at the strong
+agent's own fee.
 
   AIQ      = 1 / (c_max - c_min) * integral_{c_min}^{c_max} F(c) dc: the mean F1
              of the front over the cost range (Hu et al. 2024, "RouterBench: A
@@ -86,9 +93,9 @@ class CostAxis:
                c_strong=float(fee_J[strong]), q_strong=float(f1_J[strong]))
 
   def front(self, fee_P: Sequence[float], f1_P: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """(cost, F1) of the front of the points and the weak agent alone, by increasing cost."""
-    cost_P = np.concatenate([[self.c_weak], np.asarray(fee_P, np.float64)])
-    quality_P = np.concatenate([[self.q_weak], np.asarray(f1_P, np.float64)])
+    """(cost, F1) of the front of the points and the weak and strong agents alone, by cost."""
+    cost_P = np.concatenate([[self.c_weak, self.c_strong], np.asarray(fee_P, np.float64)])
+    quality_P = np.concatenate([[self.q_weak, self.q_strong], np.asarray(f1_P, np.float64)])
     index_F = curve_lib.pareto_front(cost_P, quality_P)
     return cost_P[index_F], quality_P[index_F]
 
