@@ -91,7 +91,8 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
   it goes to unless that one is paid already (`baselines.routing_fees`). Where
   rejector_train has too few articles to hold some out
   (`pipeline.validation_rows`), the rejector trained on these questions and
-  `source` says so.
+  `source` says so. Each question's article goes with it, so that budgets'
+  standard errors are clustered by article (`budget.clustered_standard_error`).
   """
   train_rows, val_rows = pipeline.validation_rows(pool)
   held_out = not np.array_equal(train_rows, val_rows)
@@ -114,7 +115,8 @@ def budget_calibration(config: config_lib.ExperimentConfig, pool: Pool,
   return budget_lib.Calibration(
       agent_names=tuple(pool.names),
       logits_ExJ=sweep_lib.classifier_logits(stage.model, stage.pooled_train_ExH[val_rows]),
-      fee_J=route_fee_J, fixed_fee=fixed_fee, source=source)
+      fee_J=route_fee_J, fixed_fee=fixed_fee, source=source,
+      groups_E=[pool.examples[i].title for i in val_rows])
 
 
 def routing_cost(config: config_lib.ExperimentConfig, pool: Pool, model) -> tuple[float, float]:

@@ -76,7 +76,8 @@ def test_a_share_cap_lowers_one_agents_logit_by_the_least_delta():
     assert point.knob == pytest.approx(delta, abs=1e-9)
     assert point.shares_J[2] == pytest.approx(share)
     np.testing.assert_allclose(point.offset_J, [0.0, 0.0, -point.knob])
-    assert point.standard_error == pytest.approx(np.sqrt(share * (1 - share) / 5))
+    # The share's standard error: the sample standard deviation of 5 indicators over sqrt(5).
+    assert point.standard_error == pytest.approx(np.sqrt(share * (1 - share) / 4))
   with pytest.raises(budget.BudgetError, match="names no agent of this router: a, b, c"):
     budget.operating_point("share:human<=0.3", calibration)
   alone = budget.Calibration(("solo",), np.zeros((3, 1)), [1.0])
@@ -118,11 +119,50 @@ def test_held_out_operating_points_carry_over_to_test_questions():
     assert abs(realised - point.shares_J[3]) < 4 * point.standard_error
 
 
+def test_standard_errors_clustered_by_article():
+  # Residuals from the mean 0.5: articles a, b, c sum to 1, -1, 0: sqrt(3 / 2 * 2) / 6.
+  values = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+  groups = ["a", "a", "b", "b", "c", "c"]
+  assert budget.clustered_standard_error(values, groups) == pytest.approx(np.sqrt(3) / 6)
+  assert budget.clustered_standard_error(values) == pytest.approx(np.std(values, ddof=1) / 6**0.5)
+  assert budget.clustered_standard_error(values, ["a"] * 6) is None
+  assert budget.clustered_standard_error(np.array([0.4])) is None
+  # An operating point's error is clustered when its calibration knows the articles.
+  calibration = two_agents([1.0, 2.0, 0.5, 0.7, 3.0, 0.1])  # fee=0.5: b at 1, 2, 3
+  clustered = budget.Calibration(calibration.agent_names, calibration.logits_ExJ,
+                                 calibration.fee_J, groups_E=groups)
+  assert budget.operating_point("fee=0.5", clustered).standard_error == pytest.approx(
+      np.sqrt(3) / 6)
+  assert budget.operating_point("share:b<=0.5", clustered).standard_error == pytest.approx(
+      np.sqrt(3) / 6)
+  with pytest.raises(budget.BudgetError, match=r"one article per question \(6\), got 2"):
+    budget.Calibration(("a", "b"), calibration.logits_ExJ, [0.0, 1.0], groups_E=["x", "y"])
+
+
+def test_the_clustered_error_covers_the_shift_between_articles():
+  # 400 articles of 50 questions; each shifts the human's logit by its own N(0, 1): at fixed
+  # offsets the mean fee of 10 articles strays by far more than 500 independent questions'.
+  rng = np.random.default_rng(4)
+  shift_A = rng.normal(size=400)
+  logits = _synthetic(20_000, 5) + np.outer(np.repeat(shift_A, 50), [0, 0, 0, 1])
+  groups = np.repeat(np.arange(400), 50).astype(str)
+  point = budget.operating_point("fee=1.2", budget.Calibration(NAMES, logits[:500], FEES,
+                                                               groups_E=groups[:500]))
+  iid = budget.operating_point("fee=1.2", budget.Calibration(NAMES, logits[:500], FEES))
+  fee_A = FEES[point.route(logits)].reshape(400, 50).mean(axis=1)
+  spread = fee_A[10:].reshape(39, 10).mean(axis=1).std(ddof=1)  # 39 sets of 10 other articles
+  assert 0.6 < point.standard_error / spread < 1.6
+  assert iid.standard_error < 0.5 * spread
+
+
 def test_calibration_round_trips_through_json_and_names_bad_records():
   calibration = budget.Calibration(NAMES, _synthetic(7, 3).astype(np.float32), FEES, 0.05,
-                                   source="7 held-out questions")
+                                   source="7 held-out questions", groups_E=list("aabbccd"))
   again = budget.Calibration.from_json(json.loads(json.dumps(calibration.to_json())))
   assert again.agent_names == NAMES and again.source == "7 held-out questions"
+  assert again.groups_E == tuple("aabbccd")
+  older = {k: v for k, v in calibration.to_json().items() if k != "groups"}
+  assert budget.Calibration.from_json(older).groups_E is None  # exports before articles
   np.testing.assert_array_equal(again.logits_ExJ, calibration.logits_ExJ)
   np.testing.assert_array_equal(again.fee_J, FEES)
   assert again.fixed_fee == 0.05

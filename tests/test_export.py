@@ -277,8 +277,12 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
     here = float(np.mean(np.asarray(META.fees_J)[alloc_E]) + META.router_fee)
     source = "8 held out" if budget_on == "held-out" else f"the 23 questions of {data}"
     assert f"met on {source}: {point.fee:.4f}" in printed and f"here {here:.4f} on 23" in printed
-    if budget_on == "batch":
+    if budget_on == "batch":  # its standard error clustered by the questions' articles
       assert point.fee == pytest.approx(here)
+      by_article = budget.operating_point("fee=1.5", dataclasses.replace(
+          calibration, groups_E=[e.title for e in setup["examples"]]))
+      assert by_article.standard_error != point.standard_error
+      assert f"{point.fee:.4f} ± {by_article.standard_error:.4f}; here" in printed
     routed[budget_on] = json.loads(out.read_text())
   assert routed["held-out"] != routed["batch"]
   assert cli.main(["route", "--export", str(export), "--data", str(data),

@@ -28,6 +28,13 @@ fee or share then meets the budget as closely as their number allows
 (`route --budget-on batch`, the report's `batch` rows, `fee_sweep`). The
 logits may come from any rejector, whatever it reads: only `[E, J]` logits
 and the fees enter here.
+
+Questions come in articles, and an article shifts what the offsets spend on
+all of its questions at once (how sure the agents are of its answers). A
+calibration that knows each question's article (`groups_E`) gives standard
+errors clustered by article, which say how far another set of as many
+articles may stray; without it each question is its own cluster, and the
+error understates the shift to other articles.
 """
 
 import dataclasses
@@ -86,12 +93,15 @@ class Calibration:
     fee_J: what routing a question to each agent adds to its fee.
     fixed_fee: what every question pays whatever its route.
     source: where the questions come from, for people reading it.
+    groups_E: each question's article (any label), to cluster standard errors
+      by; None: each question is its own.
   """
   agent_names: tuple[str, ...]
   logits_ExJ: np.ndarray
   fee_J: np.ndarray
   fixed_fee: float = 0.0
   source: str = ""
+  groups_E: tuple[str, ...] | None = None
 
   def __post_init__(self):
     names = tuple(str(n) for n in self.agent_names)
@@ -110,6 +120,12 @@ class Calibration:
     if not (math.isfinite(self.fixed_fee) and self.fixed_fee >= 0):
       raise BudgetError(f"calibration fixed fee must be finite and non-negative, "
                         f"got {self.fixed_fee}")
+    if self.groups_E is not None:
+      groups_E = tuple(str(g) for g in self.groups_E)
+      if len(groups_E) != logits_ExJ.shape[0]:
+        raise BudgetError(f"calibration groups must name one article per question "
+                          f"({logits_ExJ.shape[0]}), got {len(groups_E)}")
+      object.__setattr__(self, "groups_E", groups_E)
     object.__setattr__(self, "agent_names", names)
     object.__setattr__(self, "logits_ExJ", logits_ExJ)
     object.__setattr__(self, "fee_J", fee_J)
@@ -132,9 +148,12 @@ class Calibration:
 
   def to_json(self) -> dict:
     """The record an export carries (`export.bundle.CALIBRATION_FILE`)."""
-    return {"format_version": CALIBRATION_FORMAT_VERSION, "source": self.source,
-            "agents": list(self.agent_names), "fees": self.fee_J.tolist(),
-            "fixed_fee": self.fixed_fee, "logits": self.logits_ExJ.tolist()}
+    record = {"format_version": CALIBRATION_FORMAT_VERSION, "source": self.source,
+              "agents": list(self.agent_names), "fees": self.fee_J.tolist(),
+              "fixed_fee": self.fixed_fee, "logits": self.logits_ExJ.tolist()}
+    if self.groups_E is not None:
+      record["groups"] = list(self.groups_E)
+    return record
 
   @classmethod
   def from_json(cls, record: dict) -> "Calibration":
@@ -145,7 +164,7 @@ class Calibration:
     try:
       return cls(agent_names=tuple(record["agents"]), logits_ExJ=np.array(record["logits"]),
                  fee_J=np.array(record["fees"]), fixed_fee=float(record["fixed_fee"]),
-                 source=str(record.get("source", "")))
+                 source=str(record.get("source", "")), groups_E=record.get("groups"))
     except (KeyError, TypeError, ValueError) as err:
       raise BudgetError(f"malformed calibration record: {err!r}") from None
 
@@ -166,8 +185,9 @@ class OperatingPoint:
     fee: the mean fee per question on the calibration questions.
     shares_J: each agent's share of the calibration questions.
     standard_error: the standard error, at the calibration's size, of the
-      realised mean fee (fee budgets; None from one question) or of the capped
-      agent's share: how far other questions may stray from `fee` or the share.
+      realised mean fee (fee budgets) or of the capped agent's share, clustered
+      by article where the calibration knows them: how far other questions may
+      stray from `fee` or the share. None from a single cluster.
     num_questions: how many calibration questions it was chosen on.
   """
   budget: Budget
@@ -227,15 +247,36 @@ def operating_point(budget: Budget | str, calibration: Calibration) -> Operating
     knob = _least_within(share, budget.value, 0.0, spread)
   alloc_E = route(logits_ExJ, offset(knob))
   fees_E, shares_J = calibration.fees_E(alloc_E), calibration.shares_J(alloc_E)
-  n = calibration.num_questions
   if budget.kind == "fee":
-    standard_error = float(fees_E.std(ddof=1) / math.sqrt(n)) if n > 1 else None
+    values_E = fees_E
   else:
-    capped = shares_J[calibration.agent_names.index(budget.agent)]
-    standard_error = float(math.sqrt(capped * (1 - capped) / n))
+    values_E = (alloc_E == calibration.agent_names.index(budget.agent)).astype(np.float64)
   return OperatingPoint(budget=budget, knob=float(knob), offset_J=offset(knob),
                         fee=float(fees_E.mean()), shares_J=shares_J,
-                        standard_error=standard_error, num_questions=n)
+                        standard_error=clustered_standard_error(values_E, calibration.groups_E),
+                        num_questions=calibration.num_questions)
+
+
+def clustered_standard_error(values_E: np.ndarray,
+                             groups_E: Sequence[str] | None = None) -> float | None:
+  """The standard error of the mean of `values_E`, clustered by `groups_E` (None: one per value).
+
+  The cluster-robust (sandwich) estimate: with G clusters, n values and
+  residuals from their mean, sqrt(G / (G - 1) * sum_g (sum of g's residuals)^2)
+  / n. With one value per cluster it is the sample standard deviation over
+  sqrt(n). None from a single cluster, whose spread says nothing.
+  """
+  values_E = np.asarray(values_E, np.float64)
+  if groups_E is None:
+    totals_G = values_E - values_E.mean()
+  else:
+    _, cluster_E = np.unique(np.asarray(groups_E), return_inverse=True)
+    totals_G = np.bincount(cluster_E, weights=values_E - values_E.mean())
+  num_clusters = len(totals_G)
+  if num_clusters < 2:
+    return None
+  return float(math.sqrt(num_clusters / (num_clusters - 1) * np.sum(totals_G ** 2))
+               / len(values_E))
 
 
 def fee_sweep(calibration: Calibration, num_points: int) -> list[OperatingPoint]:

@@ -53,7 +53,7 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
     raise ValueError(f"test logits must have shape {(table.num_questions, table.num_agents)}, "
                      f"got {test_logits_ExJ.shape}")
   on_test = dataclasses.replace(calibration, logits_ExJ=test_logits_ExJ,
-                                source="the test questions, labels unread")
+                                source="the test questions, labels unread", groups_E=None)
   rows = []
   for spec in specs:
     try:

@@ -264,8 +264,8 @@ def _budgets_section(report: dict) -> list[str]:
            "lambda whose mean fee there is at most F (deciding included); `share:A<=S` subtracts "
            "delta from A's alone, the least that keeps A's share there at most S. The rows are "
            "what those offsets realise on test; the calibration figure's ± is its standard error "
-           "at that size, how far test may stray by sampling alone (other articles stray "
-           "further). The rows \"on test\" are the same budget met on the test questions' own "
+           "at that size, clustered by article where the calibration knows them: how far as "
+           "many other articles may stray by sampling alone. The rows \"on test\" are the same budget met on the test questions' own "
            "logits, no label read, as `l2d-jax route --budget-on batch` meets it on the "
            "questions it routes.", ""]
   if met:

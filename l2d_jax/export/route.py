@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
                                     agent_features=args.agent_features, sources=sources)
   if point is not None and args.budget_on == "batch":
     calibration = dataclasses.replace(calibration, logits_ExJ=logits_ExJ,
-                                      source=f"the {len(logits_ExJ)} questions of {data.path}")
+                                      source=f"the {len(logits_ExJ)} questions of {data.path}",
+                                      groups_E=[example.title for example in data.examples])
     point = budget_lib.operating_point(args.budget, calibration)
   agent_E = budget_lib.route(logits_ExJ, np.zeros(logits_ExJ.shape[1]) if point is None
                              else point.offset_J)
