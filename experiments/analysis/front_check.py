@@ -69,8 +69,8 @@ RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at
                  "rejector / cascade / agents' front | fee range above (below) cascade / "
                  "agents' front |\n"
                  + "|---" * 9 + "|")
-BUDGET_HEADER = ("| experiment | budget | calibration | realised on test | test − target | F1 |\n"
-                 + "|---" * 6 + "|")
+BUDGET_HEADER = ("| experiment | budget | calibration | met there ± SE by article | realised on "
+                 "test | test − target | F1 |\n" + "|---" * 7 + "|")
 
 
 def result_row(report: dict) -> str:
@@ -93,23 +93,36 @@ def result_row(report: dict) -> str:
 
 
 def budget_lines(report: dict) -> list[str]:
-  """The report's budgets, one line each: met on its calibration set, then on test's own logits."""
+  """The report's budgets, two lines each: met on its calibration set, then on test's own logits.
+
+  The first gives the fee or share met on the calibration set with its
+  standard error, clustered by article where the report's calibration knew
+  them (`budget.clustered_standard_error`).
+  """
   lines = []
   calibration = {"validation": "validation articles", "rejector_train": "all of rejector_train"}[
       report["metadata"]["config"]["eval"]["calibrate_on"]]
   for row in report["budgets"]:
     if "error" in row:
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | "
-                   f"{row['error']} | | | |")
+                   f"{row['error']} | | | | |")
       continue
-    for where, result in ((calibration, row), ("test's own logits", row["batch"])):
+    held = row["held_out"]
+    se = "" if held["standard_error"] is None else f" ± {held['standard_error']:.3f}"
+    if row["kind"] == "fee":
+      met = f"fee {held['fee']:.3f}{se}"
+    else:
+      se = "" if held["standard_error"] is None else f" ± {held['standard_error']:.1%}"
+      met = f"{row['agent']} {held['shares'][row['agent']]:.1%}{se}"
+    for where, there, result in ((calibration, met, row),
+                                 ("test's own logits", "–", row["batch"])):
       test, miss = result["test"], result["test_minus_target"]
       if row["kind"] == "fee":
         realised, miss = f"fee {test['fee']:.3f}", f"{miss:+.3f} ({miss / row['target']:+.1%})"
       else:
         realised, miss = f"{row['agent']} {test['shares'][row['agent']]:.1%}", f"{miss:+.1%}"
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | {where} | "
-                   f"{realised} | {miss} | {test['f1']:.3f} |")
+                   f"{there} | {realised} | {miss} | {test['f1']:.3f} |")
   return lines
 
 
