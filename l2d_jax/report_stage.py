@@ -171,7 +171,8 @@ def write_report(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits
       rejector_flops=rejector_flops, rejector_paid=pipeline.paid_agents(pool, stage.model),
       budgets=config.eval.budgets, calibration=calibration, rejector_logits_ExJ=logits_ExJ,
       fee_offsets=config.eval.fee_offsets, cascade_from=cascade_from,
-      cascade_points=config.eval.cascade_points, metadata=metadata)
+      cascade_points=config.eval.cascade_points,
+      test_groups_E=[example.title for example in pool.examples[test_rows]], metadata=metadata)
   json_path, md_path = report_lib.write_report(report, out_dir)
   png_path = plot.write_tradeoff(report, out_dir / "tradeoff.png")
   return {"report_json": str(json_path), "report_md": str(md_path), "tradeoff_png": str(png_path)}

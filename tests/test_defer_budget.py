@@ -135,6 +135,10 @@ def test_standard_errors_clustered_by_article():
       np.sqrt(3) / 6)
   assert budget.operating_point("share:b<=0.5", clustered).standard_error == pytest.approx(
       np.sqrt(3) / 6)
+  with pytest.raises(ValueError, match="2 groups for 6 values"):
+    budget.clustered_standard_error(values, ["a", "b"])
+  with pytest.raises(ValueError, match="non-empty vector"):
+    budget.clustered_standard_error(np.array([]))
   with pytest.raises(budget.BudgetError, match=r"one article per question \(6\), got 2"):
     budget.Calibration(("a", "b"), calibration.logits_ExJ, [0.0, 1.0], groups_E=["x", "y"])
 
@@ -167,6 +171,9 @@ def test_calibration_round_trips_through_json_and_names_bad_records():
   np.testing.assert_array_equal(again.fee_J, FEES)
   assert again.fixed_fee == 0.05
   record = calibration.to_json()
+  for bad in ("aabbccd", [1, 2, 3, 4, 5, 6, 7], ["a", None, "b", "b", "c", "c", "d"]):
+    with pytest.raises(budget.BudgetError, match="'groups' must be a list of article names"):
+      budget.Calibration.from_json({**record, "groups": bad})
   with pytest.raises(budget.BudgetError, match="format version 1"):
     budget.Calibration.from_json({**record, "format_version": 2})
   with pytest.raises(budget.BudgetError, match="malformed calibration record.*'fees'"):

@@ -371,7 +371,8 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
   rep = report.build_report(
       make_table(), CONF_E, ORACLE_E, [(0.5, ORACLE_E)], rejector_fee=0.05,
       budgets=["fee=0.6", "share:c<=0.25", "fee=9"], calibration=calibration,
-      rejector_logits_ExJ=lead(test_v), metadata={"budget_calibration": "4 held-out questions"})
+      rejector_logits_ExJ=lead(test_v), test_groups_E=["x", "x", "y", "y", "z", "z"],
+      metadata={"budget_calibration": "4 held-out questions"})
   fee, share, unreachable = rep["budgets"]
   assert fee["lambda"] == pytest.approx(2 / 0.9)
   assert_close(fee["offsets"], {"a": -0.2 / 0.9, "b": -0.8 / 0.9, "c": -2 / 0.9})
@@ -383,11 +384,15 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
   assert_close(fee["test"], baselines.rejector_row(test_alloc, make_table(), 0.05))
   assert_close([fee["test"]["f1"], fee["test"]["fee"], fee["test_minus_target"]],
                [2.5 / 6, 0.6, 0.0])
+  # Fees 0.15 (q0..q2) and 1.05 (q3..q5) by article x, y, z: residuals sum to -0.9, 0, 0.9.
+  assert_close(fee["test_standard_error"], np.sqrt(3 / 2 * 2 * 0.9**2) / 6)
   assert fee["gain_over_random"] == baselines.gain_over_random(test_alloc, make_table())
   # The cap keeps one of four held out with c (delta 3): on test only v = 5.
   assert share["delta"] == pytest.approx(3.0) and share["agent"] == "c"
   assert_close(share["test"]["shares"], {"a": 5 / 6, "b": 0.0, "c": 1 / 6})
   assert_close(share["test_minus_target"], 1 / 6 - 0.25)
+  # Only q5 goes to c: residuals from 1/6 sum to -1/3, -1/3 and 2/3 by article.
+  assert_close(share["test_standard_error"], np.sqrt(3 / 2 * (2 / 9 + 4 / 9)) / 6)
   assert unreachable == {"budget": "fee=9", "error": unreachable["error"]}
   assert "lies in [0.15, 1.05]" in unreachable["error"]
   lines = report.markdown(rep).splitlines()

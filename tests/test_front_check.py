@@ -67,22 +67,24 @@ def test_markdown_rows_give_the_results_and_budgets_tables(tmp_path, capsys):
   report["budgets"] = [
       {"budget": "fee=2.0", "kind": "fee", "agent": None, "target": 2.0,
        "held_out": {"fee": 1.998, "shares": {"cheap": 0.5, "dear": 0.5}, "standard_error": 0.04},
-       "test": test(1.9, 0.45), "test_minus_target": -0.1,
+       "test": test(1.9, 0.45), "test_minus_target": -0.1, "test_standard_error": 0.03,
        "batch": {"test": test(2.0, 0.5), "test_minus_target": 0.0}},
       {"budget": "share:dear<=0.3", "kind": "share", "agent": "dear", "target": 0.3,
-       "held_out": {"fee": 1.6, "shares": {"cheap": 0.7, "dear": 0.3}, "standard_error": None},
-       "test": test(1.6, 0.31), "test_minus_target": 0.01,
+       "held_out": {"fee": 1.6, "shares": {"cheap": 0.7, "dear": 0.3}, "standard_error": 0.02},
+       "test": test(1.6, 0.31), "test_minus_target": 0.01, "test_standard_error": 0.015,
        "batch": {"test": test(1.6, 0.3), "test_minus_target": 0.0}},
       {"budget": "share:nobody<=0.3", "error": "no agent 'nobody'"}]
   assert front_check.result_row(report) == (
       "| `toy` | agents (cheap) | 0.800 at 2.00 | +0.060 ± 0.020 | 0.740 | 0.660 | "
       "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% (0%) / 100% (0%) |")
   assert front_check.budget_lines(report) == [
-      "| `toy` | `fee=2.0` | validation articles | fee 1.998 ± 0.040 | fee 1.900 | -0.100 (-5.0%) "
-      "| 0.770 |",
+      # The misses in standard errors of the difference: 0.1 / sqrt(0.04² + 0.03²), and
+      # 0.01 / sqrt(0.02² + 0.015²).
+      "| `toy` | `fee=2.0` | validation articles | fee 1.998 ± 0.040 | fee 1.900 ± 0.030 | "
+      "-0.100 (-5.0%, -2.0 SE) | 0.770 |",
       "| `toy` | `fee=2.0` | test's own logits | – | fee 2.000 | +0.000 (+0.0%) | 0.770 |",
-      "| `toy` | `share:dear<=0.3` | validation articles | dear 30.0% | dear 31.0% | +1.0% | "
-      "0.770 |",
+      "| `toy` | `share:dear<=0.3` | validation articles | dear 30.0% ± 2.0% | dear 31.0% ± 1.5% "
+      "| +1.0% (+0.4 SE) | 0.770 |",
       "| `toy` | `share:dear<=0.3` | test's own logits | – | dear 30.0% | +0.0% | 0.770 |",
       "| `toy` | `share:nobody<=0.3` | no agent 'nobody' | | | | |"]
   path = tmp_path / "report.json"

@@ -67,6 +67,8 @@ def test_run_writes_report_and_export_and_rerun_resumes(tmp_path, capsys):
   assert calibration.agent_names == ("small-1L", "medium-2L")
   assert calibration.fixed_fee == pytest.approx(meta["rejector_fee"])
   assert calibration.num_questions == capped["held_out"]["num_questions"]
+  assert len(calibration.groups_E) == calibration.num_questions  # each question's article
+  assert capped["test_standard_error"] is not None
   assert "rejector_train questions" in meta["budget_calibration"]
   # a rerun finds every stage done: same store, same rejector, same report numbers
   shutil.rmtree(tmp_path / "w" / "report")
@@ -266,6 +268,7 @@ def test_budgets_are_met_on_the_validation_articles_or_all_of_rejector_train(tmp
   monkeypatch.setattr(pipeline, "validation_rows", lambda _: (np.arange(10), val_rows))
   held_out = report_stage.budget_calibration(config, pool, stage)
   np.testing.assert_array_equal(held_out.logits_ExJ, logits_ExJ[val_rows])
+  assert held_out.groups_E == tuple(pool.examples[i].title for i in val_rows)
   assert held_out.source.startswith(f"{len(val_rows)} held-out rejector_train questions")
   everything = report_stage.budget_calibration(
       config_lib.override(config, "eval.calibrate_on=rejector_train"), pool, stage)

@@ -9,9 +9,10 @@ weak or the strong agent is always one of the mixtures). Then the smallest
 margin of the rejector over each on that range (its cheapest end excluded,
 where all three are the cheapest agent alone) and the share of the range where
 it is above, below and level (within `LEVEL`: where both are the same
-mixture), the paired
-gain over random allocation at the configured operating point, and the AIQs:
-the figures issue 15's targets name. With `--markdown` it prints them instead
+mixture, as at the strong agent's fee, where every front is the strong agent
+alone when it is the dearest), the paired gain over random allocation at the
+configured operating point, and the AIQs: the figures issue 15's targets
+name. With `--markdown` it prints them instead
 as the results tables of experiments/README.md: one row per report, then one
 per budget.
 
@@ -69,8 +70,8 @@ RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at
                  "rejector / cascade / agents' front | fee range above (below) cascade / "
                  "agents' front |\n"
                  + "|---" * 9 + "|")
-BUDGET_HEADER = ("| experiment | budget | calibration | met there ± SE by article | realised on "
-                 "test | test − target | F1 |\n" + "|---" * 7 + "|")
+BUDGET_HEADER = ("| experiment | budget | calibration | met there ± SE | realised on test ± SE "
+                 "| test − target | F1 |\n" + "|---" * 7 + "|")
 
 
 def result_row(report: dict) -> str:
@@ -95,9 +96,10 @@ def result_row(report: dict) -> str:
 def budget_lines(report: dict) -> list[str]:
   """The report's budgets, two lines each: met on its calibration set, then on test's own logits.
 
-  The first gives the fee or share met on the calibration set with its
-  standard error, clustered by article where the report's calibration knew
-  them (`budget.clustered_standard_error`).
+  Each fee or share comes with its standard error, clustered by article where
+  the report knew the articles (`budget.clustered_standard_error`). A miss on
+  test is also given in standard errors of the difference, the calibration's
+  and test's own combined.
   """
   lines = []
   calibration = {"validation": "validation articles", "rejector_train": "all of rejector_train"}[
@@ -107,20 +109,23 @@ def budget_lines(report: dict) -> list[str]:
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | "
                    f"{row['error']} | | | | |")
       continue
+    fee = row["kind"] == "fee"
+    form = ".3f" if fee else ".1%"
+    label = "fee" if fee else row["agent"]
+    with_se = lambda value, se: (f"{label} {value:{form}}"
+                                 + ("" if se is None else f" ± {se:{form}}"))
     held = row["held_out"]
-    se = "" if held["standard_error"] is None else f" ± {held['standard_error']:.3f}"
-    if row["kind"] == "fee":
-      met = f"fee {held['fee']:.3f}{se}"
-    else:
-      se = "" if held["standard_error"] is None else f" ± {held['standard_error']:.1%}"
-      met = f"{row['agent']} {held['shares'][row['agent']]:.1%}{se}"
-    for where, there, result in ((calibration, met, row),
-                                 ("test's own logits", "–", row["batch"])):
-      test, miss = result["test"], result["test_minus_target"]
-      if row["kind"] == "fee":
-        realised, miss = f"fee {test['fee']:.3f}", f"{miss:+.3f} ({miss / row['target']:+.1%})"
-      else:
-        realised, miss = f"{row['agent']} {test['shares'][row['agent']]:.1%}", f"{miss:+.1%}"
+    held_se = held["standard_error"]
+    met = with_se(held["fee"] if fee else held["shares"][row["agent"]], held_se)
+    for where, there, result, cal_se in ((calibration, met, row, held_se),
+                                         ("test's own logits", "–", row["batch"], None)):
+      test, miss, test_se = result["test"], result["test_minus_target"], result.get(
+          "test_standard_error")
+      realised = with_se(test["fee"] if fee else test["shares"][row["agent"]], test_se)
+      parts = [f"{miss / row['target']:+.1%}"] if fee else []
+      if cal_se is not None and test_se is not None:
+        parts.append(f"{miss / (cal_se ** 2 + test_se ** 2) ** 0.5:+.1f} SE")
+      miss = f"{miss:{'+.3f' if fee else '+.1%'}}" + (f" ({', '.join(parts)})" if parts else "")
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | {where} | "
                    f"{there} | {realised} | {miss} | {test['f1']:.3f} |")
   return lines

@@ -161,10 +161,15 @@ class Calibration:
     if not isinstance(record, dict) or record.get("format_version") != CALIBRATION_FORMAT_VERSION:
       raise BudgetError(f"not a calibration record of format version "
                         f"{CALIBRATION_FORMAT_VERSION}")
+    groups = record.get("groups")
+    if groups is not None and not (isinstance(groups, list)
+                                   and all(isinstance(g, str) for g in groups)):
+      raise BudgetError("malformed calibration record: 'groups' must be a list of article "
+                        "names")
     try:
       return cls(agent_names=tuple(record["agents"]), logits_ExJ=np.array(record["logits"]),
                  fee_J=np.array(record["fees"]), fixed_fee=float(record["fixed_fee"]),
-                 source=str(record.get("source", "")), groups_E=record.get("groups"))
+                 source=str(record.get("source", "")), groups_E=groups)
     except (KeyError, TypeError, ValueError) as err:
       raise BudgetError(f"malformed calibration record: {err!r}") from None
 
@@ -247,14 +252,22 @@ def operating_point(budget: Budget | str, calibration: Calibration) -> Operating
     knob = _least_within(share, budget.value, 0.0, spread)
   alloc_E = route(logits_ExJ, offset(knob))
   fees_E, shares_J = calibration.fees_E(alloc_E), calibration.shares_J(alloc_E)
-  if budget.kind == "fee":
-    values_E = fees_E
-  else:
-    values_E = (alloc_E == calibration.agent_names.index(budget.agent)).astype(np.float64)
+  standard_error = clustered_standard_error(constrained_E(budget, calibration, alloc_E),
+                                            calibration.groups_E)
   return OperatingPoint(budget=budget, knob=float(knob), offset_J=offset(knob),
                         fee=float(fees_E.mean()), shares_J=shares_J,
-                        standard_error=clustered_standard_error(values_E, calibration.groups_E),
-                        num_questions=calibration.num_questions)
+                        standard_error=standard_error, num_questions=calibration.num_questions)
+
+
+def constrained_E(budget: Budget, calibration: Calibration, alloc_E: np.ndarray) -> np.ndarray:
+  """What `budget` constrains, per question of `calibration` routed by `alloc_E`.
+
+  Its fee in all (fee budgets), or 1 where it goes to the capped agent and 0
+  elsewhere (share caps): their mean is the realised fee or share.
+  """
+  if budget.kind == "fee":
+    return calibration.fees_E(alloc_E)
+  return (np.asarray(alloc_E) == calibration.agent_names.index(budget.agent)).astype(np.float64)
 
 
 def clustered_standard_error(values_E: np.ndarray,
@@ -267,6 +280,11 @@ def clustered_standard_error(values_E: np.ndarray,
   sqrt(n). None from a single cluster, whose spread says nothing.
   """
   values_E = np.asarray(values_E, np.float64)
+  if values_E.ndim != 1 or not len(values_E):
+    raise ValueError(f"a standard error needs a non-empty vector of values, got shape "
+                     f"{values_E.shape}")
+  if groups_E is not None and len(groups_E) != len(values_E):
+    raise ValueError(f"{len(groups_E)} groups for {len(values_E)} values")
   if groups_E is None:
     totals_G = values_E - values_E.mean()
   else:

@@ -29,11 +29,15 @@ from l2d_jax.evaluate import baselines
 def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
                 test_logits_ExJ: np.ndarray, table: baselines.AgentTable, *,
                 rejector_fee: float = 0.0, rejector_flops: float = 0.0,
-                rejector_paid: Sequence[int] = ()) -> list[dict]:
+                rejector_paid: Sequence[int] = (),
+                test_groups_E: Sequence[str] | None = None) -> list[dict]:
   """One row per budget: its operating point, held-out figures and what it realises on test.
 
   Each row's `batch` holds the same budget met on `test_logits_ExJ` themselves
-  instead: its knob and what it realises there.
+  instead: its knob and what it realises there. `test_standard_error` is the
+  standard error of the realised fee or share, clustered by `test_groups_E`
+  (each test question's article; None: one cluster per question): a miss is
+  read against it and the calibration's own.
 
   The calibration must price questions as the rejector's rows do
   (`baselines.routing_fees`: the table's fees per agent, `rejector_fee` and
@@ -53,7 +57,8 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
     raise ValueError(f"test logits must have shape {(table.num_questions, table.num_agents)}, "
                      f"got {test_logits_ExJ.shape}")
   on_test = dataclasses.replace(calibration, logits_ExJ=test_logits_ExJ,
-                                source="the test questions, labels unread", groups_E=None)
+                                source="the test questions, labels unread",
+                                groups_E=test_groups_E)
   rows = []
   for spec in specs:
     try:
@@ -64,10 +69,10 @@ def budget_rows(specs: Sequence[str], calibration: budget_lib.Calibration,
     on_batch = budget_lib.operating_point(spec, on_test)
     rows.append({**point.to_json(table.names), "kind": point.budget.kind,
                  "agent": point.budget.agent, "target": point.budget.value,
-                 **_realised(point, test_logits_ExJ, table, rejector_fee, rejector_flops,
+                 **_realised(point, on_test, table, rejector_fee, rejector_flops,
                              rejector_paid),
                  "batch": {**_knob(on_batch),
-                           **_realised(on_batch, test_logits_ExJ, table, rejector_fee,
+                           **_realised(on_batch, on_test, table, rejector_fee,
                                        rejector_flops, rejector_paid)}})
   return rows
 
@@ -77,13 +82,16 @@ def _knob(point: budget_lib.OperatingPoint) -> dict:
   return {"lambda" if point.budget.kind == "fee" else "delta": point.knob}
 
 
-def _realised(point: budget_lib.OperatingPoint, test_logits_ExJ: np.ndarray,
+def _realised(point: budget_lib.OperatingPoint, on_test: budget_lib.Calibration,
               table: baselines.AgentTable, rejector_fee: float, rejector_flops: float,
               rejector_paid: Sequence[int]) -> dict:
-  """The test row of `point`'s routes, its gain over random and its fee or share minus target."""
-  alloc_E = point.route(test_logits_ExJ)
+  """The test row of `point`'s routes, its gain over random, its fee or share minus target
+  and that figure's standard error."""
+  alloc_E = point.route(on_test.logits_ExJ)
   test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops, rejector_paid)
   budget = point.budget
   realised = test["fee"] if budget.kind == "fee" else test["shares"][budget.agent]
   return {"test": test, "gain_over_random": baselines.gain_over_random(alloc_E, table),
-          "test_minus_target": realised - budget.value}
+          "test_minus_target": realised - budget.value,
+          "test_standard_error": budget_lib.clustered_standard_error(
+              budget_lib.constrained_E(budget, on_test, alloc_E), on_test.groups_E)}

@@ -44,21 +44,22 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
                  rejector_paid: Sequence[int] = (), budgets: Sequence[str] = (),
                  calibration: budget_lib.Calibration | None = None,
                  rejector_logits_ExJ: np.ndarray | None = None, fee_offsets: int = 0,
-                 metadata: dict | None = None) -> dict:
+                 test_groups_E: Sequence[str] | None = None, metadata: dict | None = None) -> dict:
   """The whole evaluation of a rejector on a test split, as a JSON-ready dict.
 
   Args:
     table: the agents' test scores and costs at the configured beta scale.
     conf_E: the main model's confidence per question (best-span probability):
-      the cascade from it, to every other agent, at `cascade_points` quantile
-      thresholds (`baselines.quantile_thresholds`), each expert's a curve.
+      the cascade from it, to each other agent in turn, at `cascade_points`
+      quantile thresholds (`baselines.quantile_thresholds`).
     rejector_alloc_E: the rejector's allocation at the configured beta scale.
     sweep: (beta scale, allocation) pairs of rejectors trained at other fee
       scales: points of the rejector's accuracy–cost curve.
-    cascade_from: other main models, agent index -> its confidence per
-      question: a cascade from each, built as the main model's, joins the
-      cascade's curve (their joint front), so a rejector that reads an agent's
-      features meets the cascade on that agent's confidence.
+    cascade_from: other main models, agent index (not 0) -> its confidence
+      per question: a cascade from each, built as the main model's, and all
+      their rows make one cascade curve (its front is their joint front), so
+      a rejector that reads an agent's features meets the cascade on that
+      agent's confidence.
     cascade_points: how many quantiles of each main model's confidence serve
       as its thresholds.
     random_seeds: seeds of sampled random allocations, summarised beside the
@@ -78,6 +79,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       does). A retrained head per beta scale gives a few points that the front
       can only join by mixing; offsets trace the trained router's whole curve,
       as a cascade's thresholds trace its own. No label is read to place them.
+    test_groups_E: each test question's article, to cluster the standard
+      errors of what the budgets realise on test by.
     metadata: extra entries for `metadata` (data, config, fingerprints...).
   """
   if not sweep:
@@ -86,6 +89,9 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
     raise ValueError("budgets need the calibration and the rejector's test logits")
   if fee_offsets and rejector_logits_ExJ is None:
     raise ValueError("fee offsets need the rejector's test logits")
+  if 0 in (cascade_from or {}):
+    raise ValueError("cascade_from names other main models than agent 0, whose confidence is "
+                     "conf_E")
   if rejector_logits_ExJ is not None and (
       np.shape(rejector_logits_ExJ) != (table.num_questions, table.num_agents)):
     raise ValueError(f"rejector_logits_ExJ has shape {np.shape(rejector_logits_ExJ)}, not "
@@ -169,7 +175,8 @@ def build_report(table: baselines.AgentTable, conf_E: np.ndarray, rejector_alloc
       },
       "budgets": budgets_lib.budget_rows(
           budgets, calibration, rejector_logits_ExJ, table, rejector_fee=rejector_fee,
-          rejector_flops=rejector_flops, rejector_paid=rejector_paid) if budgets else [],
+          rejector_flops=rejector_flops, rejector_paid=rejector_paid,
+          test_groups_E=test_groups_E) if budgets else [],
       "curve": {
           "fee_scale": max_fee,
           "rejector": {**rejector_curve, **field_names(sweep_rows)},
@@ -265,9 +272,9 @@ def _budgets_section(report: dict) -> list[str]:
            "delta from A's alone, the least that keeps A's share there at most S. The rows are "
            "what those offsets realise on test; the calibration figure's ± is its standard error "
            "at that size, clustered by article where the calibration knows them: how far as "
-           "many other articles may stray by sampling alone. The rows \"on test\" are the same budget met on the test questions' own "
-           "logits, no label read, as `l2d-jax route --budget-on batch` meets it on the "
-           "questions it routes.", ""]
+           "many other articles may stray by sampling alone. The rows \"on test\" are the "
+           "same budget met on the test questions' own logits, no label read, as `l2d-jax route "
+           "--budget-on batch` meets it on the questions it routes.", ""]
   if met:
     lines += _table(
         ["budget", "operating point", "calibration", "test − target"],

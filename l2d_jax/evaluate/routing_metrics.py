@@ -21,10 +21,12 @@ q_strong), interpolated in between and flat beyond its dearest point
 (spending more buys nothing). In the papers routing is free, so a router's
 own points already run from all-weak to all-strong; a router that pays for
 what it reads (the rejector reading an agent's features, a cascade's main
-model) lies dearer than either agent alone, and the two ends restore both ends
-of its curve: below its cheapest point, and up to the strong agent's fee,
-where otherwise it could never match the strong agent alone at the strong
-agent's own fee.
+model) pays more for each allocation than the same allocation unread, and
+the two ends restore both ends of its curve: below its cheapest point, and
+up to the strong agent's fee, where otherwise it could never match the
+strong agent alone at the strong agent's own fee. (The report's own curve
+summaries, `curve`'s AUC and gap recovered and the cascade at the
+rejector's fee, read each curve's points alone.)
 
   AIQ      = 1 / (c_max - c_min) * integral_{c_min}^{c_max} F(c) dc: the mean F1
              of the front over the cost range (Hu et al. 2024, "RouterBench: A
@@ -43,8 +45,8 @@ agent's own fee.
              (c - c_weak) / (c_strong - c_weak), so this is its average with the fee as
              the cost.
   CPT(x)   = the least fee c with PGR(c) >= x (call-performance threshold),
-             reported as `fee` and as that strong-call `fraction`; None where
-             the front never recovers x of the gap.
+             reported as `fee` and as that strong-call `fraction`. Every front
+             reaches the strong agent, so it is None only for x > 1.
 APGR and CPT are None when the strong agent is no better than the weak one (no
 gap); AIQ is None when every agent has the same fee (no range).
 """

@@ -11,8 +11,9 @@
                                     and the agents whose features the router reads
   agents/NAME/                      for each of those, its exported feature function
                                     (`export.agent_features`), unless left out
-  calibration.json                  optional: the rejector's logits on held-out questions and
-                                    the fees, on which `l2d-jax route --budget` meets a budget
+  calibration.json                  optional: the rejector's logits on held-out questions, the
+                                    fees and each question's article (its title), on which
+                                    `l2d-jax route --budget` meets a budget
   export_manifest.json              written last: the format version and the size and
                                     SHA-256 of every other file in the directory
 
