@@ -295,6 +295,8 @@ def test_report_joins_cascades_from_other_main_models():
   assert_close(from_b[5]["threshold"], 0.55)
   assert_close([from_b[5]["f1"], from_b[5]["fee"]], [4.5 / 6, 0.4 + 0.5 * 1.0])
   assert "| b | c | 0.55 |" in report.markdown(rep)
+  with pytest.raises(ValueError, match="other main models than agent 0"):
+    report.build_report(table, CONF_E, ORACLE_E, [(0.5, ORACLE_E)], cascade_from={0: conf_b_E})
 
 
 def test_report_contents():
