@@ -78,15 +78,15 @@ def test_markdown_rows_give_the_results_and_budgets_tables(tmp_path, capsys):
       "| `toy` | agents (cheap) | 0.800 at 2.00 | +0.060 ± 0.020 | 0.740 | 0.660 | "
       "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% (0%) / 100% (0%) |")
   assert front_check.budget_lines(report) == [
-      # The misses in standard errors of the difference: 0.1 / sqrt(0.04² + 0.03²), and
-      # 0.01 / sqrt(0.02² + 0.015²).
+      # Test minus calibration in standard errors of the difference: -0.098 / sqrt(0.04² +
+      # 0.03²), and 0.01 / sqrt(0.02² + 0.015²).
       "| `toy` | `fee=2.0` | validation articles | fee 1.998 ± 0.040 | fee 1.900 ± 0.030 | "
-      "-0.100 (-5.0%, -2.0 SE) | 0.770 |",
-      "| `toy` | `fee=2.0` | test's own logits | – | fee 2.000 | +0.000 (+0.0%) | 0.770 |",
+      "-2.0 SE | -0.100 (-5.0%) | 0.770 |",
+      "| `toy` | `fee=2.0` | test's own logits | – | fee 2.000 | – | +0.000 (+0.0%) | 0.770 |",
       "| `toy` | `share:dear<=0.3` | validation articles | dear 30.0% ± 2.0% | dear 31.0% ± 1.5% "
-      "| +1.0% (+0.4 SE) | 0.770 |",
-      "| `toy` | `share:dear<=0.3` | test's own logits | – | dear 30.0% | +0.0% | 0.770 |",
-      "| `toy` | `share:nobody<=0.3` | no agent 'nobody' | | | | |"]
+      "| +0.4 SE | +1.0% | 0.770 |",
+      "| `toy` | `share:dear<=0.3` | test's own logits | – | dear 30.0% | – | +0.0% | 0.770 |",
+      "| `toy` | `share:nobody<=0.3` | no agent 'nobody' | | | | | |"]
   path = tmp_path / "report.json"
   path.write_text(json.dumps(report))
   assert front_check.main(["--markdown", str(path)]) == 0

@@ -71,7 +71,7 @@ RESULT_HEADER = ("| experiment | reads (paid on every question) | rejector F1 at
                  "agents' front |\n"
                  + "|---" * 9 + "|")
 BUDGET_HEADER = ("| experiment | budget | calibration | met there ± SE | realised on test ± SE "
-                 "| test − target | F1 |\n" + "|---" * 7 + "|")
+                 "| test − met there | test − target | F1 |\n" + "|---" * 8 + "|")
 
 
 def result_row(report: dict) -> str:
@@ -97,9 +97,9 @@ def budget_lines(report: dict) -> list[str]:
   """The report's budgets, two lines each: met on its calibration set, then on test's own logits.
 
   Each fee or share comes with its standard error, clustered by article where
-  the report knew the articles (`budget.clustered_standard_error`). A miss on
-  test is also given in standard errors of the difference, the calibration's
-  and test's own combined.
+  the report knew the articles (`budget.clustered_standard_error`), and how
+  far test strays from the calibration set in standard errors of that
+  difference (the two combined): whether other articles explain a miss.
   """
   lines = []
   calibration = {"validation": "validation articles", "rejector_train": "all of rejector_train"}[
@@ -107,27 +107,28 @@ def budget_lines(report: dict) -> list[str]:
   for row in report["budgets"]:
     if "error" in row:
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | "
-                   f"{row['error']} | | | | |")
+                   f"{row['error']} | | | | | |")
       continue
     fee = row["kind"] == "fee"
     form = ".3f" if fee else ".1%"
     label = "fee" if fee else row["agent"]
     with_se = lambda value, se: (f"{label} {value:{form}}"
                                  + ("" if se is None else f" ± {se:{form}}"))
-    held = row["held_out"]
-    held_se = held["standard_error"]
-    met = with_se(held["fee"] if fee else held["shares"][row["agent"]], held_se)
-    for where, there, result, cal_se in ((calibration, met, row, held_se),
-                                         ("test's own logits", "–", row["batch"], None)):
+    value = lambda figures: figures["fee"] if fee else figures["shares"][row["agent"]]
+    for where, result, there in ((calibration, row, row["held_out"]),
+                                 ("test's own logits", row["batch"], None)):
       test, miss, test_se = result["test"], result["test_minus_target"], result.get(
           "test_standard_error")
-      realised = with_se(test["fee"] if fee else test["shares"][row["agent"]], test_se)
-      parts = [f"{miss / row['target']:+.1%}"] if fee else []
-      if cal_se is not None and test_se is not None:
-        parts.append(f"{miss / (cal_se ** 2 + test_se ** 2) ** 0.5:+.1f} SE")
-      miss = f"{miss:{'+.3f' if fee else '+.1%'}}" + (f" ({', '.join(parts)})" if parts else "")
+      strays = "–"
+      if there is not None and there["standard_error"] is not None and test_se is not None:
+        difference_se = (there["standard_error"] ** 2 + test_se ** 2) ** 0.5
+        if difference_se > 0:  # else neither set strays at all
+          strays = f"{(value(test) - value(there)) / difference_se:+.1f} SE"
+      miss = (f"{miss:+.3f} ({miss / row['target']:+.1%})" if fee else f"{miss:+.1%}")
       lines.append(f"| `{report['metadata']['experiment']}` | `{row['budget']}` | {where} | "
-                   f"{there} | {realised} | {miss} | {test['f1']:.3f} |")
+                   + ("–" if there is None else with_se(value(there), there["standard_error"]))
+                   + f" | {with_se(value(test), test_se)} | {strays} | {miss} | "
+                   f"{test['f1']:.3f} |")
   return lines
 
 
