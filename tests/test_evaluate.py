@@ -400,10 +400,10 @@ def test_report_budgets_met_on_held_out_logits_realised_on_test():
   lines = report.markdown(rep).splitlines()
   assert any("Each budget is met on 4 held-out questions" in line for line in lines)
   # Deferral loss: a's 1 - F1 on q0..q2 plus 0.5 * 0.1, c's on q3..q5 plus 0.5 * 1.
-  assert ("| `fee=0.6` | lambda 2.222 | 0.6000 ± 0.2598 | +0.0000 | 0.3333 | 0.4167 | 0.6000 "
-          "| 5.5 | 0.8583 | 0.5000 | 0.0000 | 0.5000 |") in lines
-  assert any(line.startswith("| `share:c<=0.25` | delta 3 on c | 0.2500 ± 0.2500 | -0.0833 |")
-             for line in lines)
+  assert ("| `fee=0.6` | lambda 2.222 | 0.6000 ± 0.2598 | +0.0000 ± 0.2598 | 0.3333 | 0.4167 | "
+          "0.6000 | 5.5 | 0.8583 | 0.5000 | 0.0000 | 0.5000 |") in lines
+  assert any(line.startswith("| `share:c<=0.25` | delta 3 on c | 0.2500 ± 0.2500 | -0.0833 ± "
+                             "0.1667 |") for line in lines)
   assert any(line.startswith("- `fee=9`: budget 'fee=9' is out of reach") for line in lines)
   # The calibration must price questions as the report does.
   with pytest.raises(ValueError, match="prices questions otherwise than the report"):
@@ -432,9 +432,13 @@ def test_a_budget_met_on_the_test_questions_themselves_realises_its_target():
   assert batch["gain_over_random"] == baselines.gain_over_random(alloc_E, make_table())
   assert_close([batch["test"]["fee"], batch["test_minus_target"]], [0.9, 0.0])
   lines = report.markdown(rep).splitlines()
-  assert any(line.startswith("| `fee=0.9` | lambda 1.111 | 0.8250 ± ") and "| -0.1500 |" in line
-             for line in lines)
-  assert any(line.startswith("| `fee=0.9` on test | lambda 0.5556 | – | +0.0000 |")
+  # Without the test questions' articles, test's own standard error is per question: fees
+  # 0.15 (twice) and 1.05 (four times), or 0.15 once and 1.05 five times on test's own logits.
+  assert row["test_standard_error"] == pytest.approx(np.std([0.15] * 2 + [1.05] * 4, ddof=1)
+                                                     / 6**0.5)
+  assert any(line.startswith("| `fee=0.9` | lambda 1.111 | 0.8250 ± ")
+             and "| -0.1500 ± 0.1897 |" in line for line in lines)
+  assert any(line.startswith("| `fee=0.9` on test | lambda 0.5556 | – | +0.0000 ± 0.1500 |")
              for line in lines)
 
 

@@ -272,17 +272,17 @@ def _budgets_section(report: dict) -> list[str]:
            "delta from A's alone, the least that keeps A's share there at most S. The rows are "
            "what those offsets realise on test; the calibration figure's ± is its standard error "
            "at that size, clustered by article where the calibration knows them: how far as "
-           "many other articles may stray by sampling alone. The rows \"on test\" are the "
+           "many other articles may stray by sampling alone; test − target's is test's own. "
+           "The rows \"on test\" are the "
            "same budget met on the test questions' own logits, no label read, as `l2d-jax route "
            "--budget-on batch` meets it on the questions it routes.", ""]
   if met:
     lines += _table(
         ["budget", "operating point", "calibration", "test − target"],
         [cells for row in met for cells in (
-            [f"`{row['budget']}`", _operating_point(row), _held_out(row),
-             f"{row['test_minus_target']:+.4f}"],
+            [f"`{row['budget']}`", _operating_point(row), _held_out(row), _miss(row)],
             [f"`{row['budget']}` on test", _operating_point(row | row["batch"]), "–",
-             f"{row['batch']['test_minus_target']:+.4f}"])],
+             _miss(row["batch"])])],
         [test for row in met for test in (row["test"], row["batch"]["test"])],
         report["metadata"]["agents"])
   lines += [f"- `{row['budget']}`: {row['error']}" for row in rows if "error" in row]
@@ -294,6 +294,12 @@ def _operating_point(row: dict) -> str:
   if row["kind"] == "fee":
     return f"lambda {row['lambda']:.4g}"
   return f"delta {row['delta']:.4g} on {row['agent']}"
+
+
+def _miss(result: dict) -> str:
+  """The realised fee or share minus the target, ± test's own standard error where known."""
+  se = result.get("test_standard_error")
+  return f"{result['test_minus_target']:+.4f}" + ("" if se is None else f" ± {se:.4f}")
 
 
 def _held_out(row: dict) -> str:
