@@ -525,6 +525,17 @@ def test_write_report_and_plot(tmp_path):
   assert plot.tradeoff_figure(rep).axes[0].get_xlim() == pytest.approx((-0.03, 1.13))
 
 
+def test_the_plotted_fronts_are_the_ones_aiq_reads():
+  # A rejector sending everything to c while paying 0.5 to decide: its one point (1.5, 0.75).
+  # Its front is drawn as the AIQ reads it, from a alone (0.1) to c alone (1.0).
+  all_c = np.full(6, 2)
+  rep = report.build_report(make_table(), CONF_E, all_c, [(0.5, all_c)], rejector_fee=0.5)
+  (front,) = [line for line in plot.tradeoff_figure(rep).axes[0].get_lines()
+              if line.get_label().startswith("rejector front")]
+  np.testing.assert_allclose(front.get_xydata(), [[0.1, 2.5 / 6], [1.0, 0.75]])
+  assert front.get_label().endswith(f"AIQ {rep['curve']['rejector']['aiq']:.3f}")
+
+
 def test_the_rejectors_own_fee_is_paid_on_every_question():
   free, paid = make_report(), report.build_report(
       make_table(), CONF_E, ORACLE_E,

@@ -1,12 +1,13 @@
 """The accuracy–cost picture of a report: `tradeoff.png`, F1 against the normalised fee.
 
 Drawn from a `report.build_report` dict alone: the rejector's curve (a head
-per beta scale and its fee offsets: all points, its Pareto front as a line, the
-configured rejector highlighted), the
-confidence cascade's threshold sweep, the random allocations with the same
-shares as each rejector point, every agent alone as a labelled point, the
-agents' own front (their best random mixtures) and the oracle; the legend
-gives each front's AUC and AIQ. Uses matplotlib's object API with the Agg
+per beta scale and its fee offsets: all points, its front as a line, the
+configured rejector highlighted), the confidence cascade's threshold sweep
+and its front, the random allocations with the same shares as each rejector
+point, every agent alone as a labelled point, the agents' own front (their
+best random mixtures) and the oracle. Fronts are drawn as the AIQ in the
+legend reads them (`routing_metrics.CostAxis.front`): a curve's points, the
+cheapest and the best agent alone, and their mixtures. Uses matplotlib's object API with the Agg
 canvas (no pyplot, no display, no global backend change).
 """
 
@@ -17,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from l2d_jax.agents.store import atomic_write_bytes
-from l2d_jax.evaluate import curve as curve_lib
+from l2d_jax.evaluate import routing_metrics
 
 
 def tradeoff_figure(report: dict) -> Figure:
@@ -30,24 +31,29 @@ def tradeoff_figure(report: dict) -> Figure:
     rows = sorted(rows, key=lambda r: r["fee"])
     return [r["fee"] / scale for r in rows], [r["f1"] for r in rows]
 
+  agents = report["agents"]
+  axis = routing_metrics.CostAxis.from_agents(
+      [a["agent"] for a in agents], [a["fee"] for a in agents], [a["f1"] for a in agents])
+
+  def front_xy(rows):
+    cost_F, f1_F = axis.front([r["fee"] for r in rows], [r["f1"] for r in rows])
+    return cost_F / scale, f1_F
+
   fig = Figure(figsize=(8.5, 5.6), dpi=150, layout="constrained")
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
   rejector = curves["rejector"]
   ax.plot(*xy(rejector["points"]), "o", color="C0", alpha=0.35, markersize=4,
           label="rejector: each beta scale's head, and its fee offsets")
-  ax.plot(*xy(curve_lib.front_rows(rejector)), "-o", color="C0", linewidth=2, markersize=5,
-          label=f"rejector front, its own fee {meta.get('rejector_fee', 0.0) / scale:.3f} "
-                f"included (AUC {rejector['auc']:.3f}{_aiq(rejector)})")
+  ax.plot(*front_xy(rejector["points"]), "-o", color="C0", linewidth=2, markersize=5,
+          label=f"rejector front (its own fee {meta.get('rejector_fee', 0.0) / scale:.3f} "
+                f"included), mixed with the cheapest or best agent alone{_aiq(rejector)}")
   cascade = curves["cascade"]
   ax.plot(*xy(cascade["points"]), "s", color="C1", alpha=0.3, markersize=3,
           label=f"cascade: {_mains(report)} if its confidence ≥ t, else another agent")
-  ax.plot(*xy(curve_lib.front_rows(cascade)), "--s", color="C1", linewidth=1.5, markersize=3,
-          label=f"cascade Pareto front over all of them (AUC {cascade['auc']:.3f}"
-                f"{_aiq(cascade)})")
-  agents_front = curves["agents"]["pareto_front"]
-  ax.plot([p["fee"] / scale for p in agents_front], [p["f1"] for p in agents_front], "--",
-          color="0.2", linewidth=1,
+  ax.plot(*front_xy(cascade["points"]), "--s", color="C1", linewidth=1.5, markersize=3,
+          label=f"cascade front over all of them{_aiq(cascade)}")
+  ax.plot(*front_xy(agents), "--", color="0.2", linewidth=1,
           label=f"agents' own front: random mixtures of single agents{_aiq(curves['agents'])}")
   ax.plot(*xy(curves["random"]["points"]), ":", color="0.45", marker="x", markersize=4,
           label="random allocation, same shares as each rejector point")
