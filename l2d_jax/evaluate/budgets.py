@@ -85,8 +85,7 @@ def _knob(point: budget_lib.OperatingPoint) -> dict:
 def _realised(point: budget_lib.OperatingPoint, on_test: budget_lib.Calibration,
               table: baselines.AgentTable, rejector_fee: float, rejector_flops: float,
               rejector_paid: Sequence[int]) -> dict:
-  """The test row of `point`'s routes, its gain over random, its fee or share minus target
-  and that figure's standard error."""
+  """`point`'s test row, its gain over random, and its fee or share minus target ± its SE."""
   alloc_E = point.route(on_test.logits_ExJ)
   test = baselines.rejector_row(alloc_E, table, rejector_fee, rejector_flops, rejector_paid)
   budget = point.budget

@@ -7,8 +7,9 @@ and its front, the random allocations with the same shares as each rejector
 point, every agent alone as a labelled point, the agents' own front (their
 best random mixtures) and the oracle. Fronts are drawn as the AIQ in the
 legend reads them (`routing_metrics.CostAxis.front`): a curve's points, the
-cheapest and the best agent alone, and their mixtures. Uses matplotlib's object API with the Agg
-canvas (no pyplot, no display, no global backend change).
+cheapest and the best agent alone, and their mixtures. Uses matplotlib's
+object API with the Agg canvas (no pyplot, no display, no global backend
+change).
 """
 
 import io
