@@ -285,6 +285,13 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
       assert f"{point.fee:.4f} ± {by_article.standard_error:.4f}; here" in printed
     routed[budget_on] = json.loads(out.read_text())
   assert routed["held-out"] != routed["batch"]
+  # Met on a single article's questions, the budget has no standard error, and says so.
+  first = [e for e in setup["examples"] if e.title == setup["examples"][0].title]
+  one_article = tmp_path / "one_article.json"
+  squad.write_squad(one_article, first, "1.1")
+  assert cli.main(["route", "--export", str(export), "--data", str(one_article),
+                   "--budget", "fee=1.5", "--budget-on", "batch"]) == 0
+  assert "(one article or question: no standard error); here" in capsys.readouterr().out
   assert cli.main(["route", "--export", str(export), "--data", str(data),
                    "--budget-on", "batch"]) == 2
   assert "--budget-on batch needs a --budget to meet" in capsys.readouterr().err

@@ -146,7 +146,8 @@ def budget_summary(point: budget_lib.OperatingPoint, calibration: budget_lib.Cal
     knob, held, here = (f"delta {point.knob:.4g} on {budget.agent}", float(point.shares_J[k]),
                         float(np.mean(alloc_E == k)))
     unit = f"share of {budget.agent}"
-  se = "" if point.standard_error is None else f" ± {point.standard_error:.4f}"
+  se = (" (one article or question: no standard error)" if point.standard_error is None
+        else f" ± {point.standard_error:.4f}")
   source = calibration.source or f"{point.num_questions} calibration questions"
   return (f"budget {budget.spec} ({unit}): {knob}; met on {source}: {held:.4f}{se}; "
           f"here {here:.4f} on {len(alloc_E)} questions")
