@@ -289,8 +289,8 @@ def test_route_with_a_budget_meets_it_on_the_exported_calibration(setup, tmp_pat
   first = [e for e in setup["examples"] if e.title == setup["examples"][0].title]
   one_article = tmp_path / "one_article.json"
   squad.write_squad(one_article, first, "1.1")
-  assert cli.main(["route", "--export", str(export), "--data", str(one_article),
-                   "--budget", "fee=1.5", "--budget-on", "batch"]) == 0
+  assert cli.main(["route", "--export", str(export), "--data", str(one_article), "--out",
+                   str(out), "--budget", "fee=1.5", "--budget-on", "batch"]) == 0
   assert "(one article or question: no standard error); here" in capsys.readouterr().out
   assert cli.main(["route", "--export", str(export), "--data", str(data),
                    "--budget-on", "batch"]) == 2
