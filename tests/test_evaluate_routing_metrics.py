@@ -22,6 +22,8 @@ def test_cost_axis_weak_is_the_cheapest_strong_the_best():
   tied = routing_metrics.CostAxis.from_agents(["a", "b", "c", "d"], [0.5, 0.5, 1.0, 3.0],
                                               [0.2, 0.4, 0.9, 0.7])
   assert (tied.weak, tied.strong, tied.c_max, tied.c_strong) == ("b", "c", 3.0, 1.0)
+  rows = [{"agent": n, "fee": c, "f1": q} for n, c, q in zip(NAMES, FEES, F1S)]
+  assert routing_metrics.CostAxis.from_rows(rows) == axis()  # a report's agent rows
   with pytest.raises(ValueError, match="one fee and one F1 per agent"):
     routing_metrics.CostAxis.from_agents(["a"], [0.1, 0.2], [0.3, 0.4])
 

@@ -35,8 +35,7 @@ LEVEL = 1e-6  # fronts closer than this are level: the same mixture, up to float
 def fronts(report: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """The fee grid and each front's F1 on it."""
   agents = report["agents"]
-  axis = CostAxis.from_agents([a["agent"] for a in agents], [a["fee"] for a in agents],
-                              [a["f1"] for a in agents])
+  axis = CostAxis.from_rows(agents)
   grid = np.linspace(axis.c_min, axis.c_max, GRID + 1)[1:]
   curves = {"rejector": report["curve"]["rejector"]["points"],
             "cascade": report["curve"]["cascade"]["points"],

@@ -33,8 +33,7 @@ def tradeoff_figure(report: dict) -> Figure:
     return [r["fee"] / scale for r in rows], [r["f1"] for r in rows]
 
   agents = report["agents"]
-  axis = routing_metrics.CostAxis.from_agents(
-      [a["agent"] for a in agents], [a["fee"] for a in agents], [a["f1"] for a in agents])
+  axis = routing_metrics.CostAxis.from_rows(agents)
 
   def front_xy(rows):
     cost_F, f1_F = axis.front([r["fee"] for r in rows], [r["f1"] for r in rows])

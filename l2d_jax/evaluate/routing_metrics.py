@@ -94,6 +94,12 @@ class CostAxis:
                c_max=float(fee_J.max()), c_weak=float(fee_J[weak]), q_weak=float(f1_J[weak]),
                c_strong=float(fee_J[strong]), q_strong=float(f1_J[strong]))
 
+  @classmethod
+  def from_rows(cls, agent_rows: Sequence[dict]) -> "CostAxis":
+    """The axis of a report's agent rows (`agent`, `fee` and `f1` each)."""
+    return cls.from_agents([row["agent"] for row in agent_rows],
+                           [row["fee"] for row in agent_rows], [row["f1"] for row in agent_rows])
+
   def front(self, fee_P: Sequence[float], f1_P: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(cost, F1) of the front of the points and the weak and strong agents alone, by cost."""
     cost_P = np.concatenate([[self.c_weak, self.c_strong], np.asarray(fee_P, np.float64)])
