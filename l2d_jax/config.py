@@ -120,6 +120,9 @@ class TrainConfig:
   head_learning_rate: float = 0.0
   u: float = 1.0                  # comp-sum parameter (1: log / cross-entropy)
   seed: int = 0
+  # Rejectors trained, from seeds seed, seed + 1, ...; more than one route by the mean of
+  # their logits (`rejector.ensemble`), each paid for its forward pass.
+  ensemble: int = 1
   eval_every: int = 200
   checkpoint_every: int = 200    # also each expert's fine-tuning, so a killed run resumes it
   keep_checkpoints: int = 3

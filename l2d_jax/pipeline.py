@@ -2,7 +2,8 @@
 
     splits (data.sources) -> agent pool (agents.pool: fine-tune, precompute)
       -> rejector (rejector.sources: the configured feature sources under one head;
-         train.rejector, on rejector_train; validation carved from it)
+         train.rejector, on rejector_train; validation carved from it; with
+         train.ensemble, several from different seeds, averaged by rejector.ensemble)
       -> accuracy-cost curve (heads over the trained rejector's features,
          one per beta scale, trained together by train.sweep)
       -> report (evaluate) on test -> export (export.*)
@@ -27,6 +28,7 @@ from l2d_jax.data.tokenizer import load_tokenizer
 from l2d_jax.errors import ConfigError
 from l2d_jax.evaluate import baselines
 from l2d_jax.models.hub import resolve_model_dir
+from l2d_jax.rejector import ensemble
 from l2d_jax.rejector import sources
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import rejector as rejector_lib
@@ -133,9 +135,32 @@ def build_rejector(config: config_lib.ExperimentConfig, pool: Pool, tokenizer
   """
   context = sources.SourceContext(config, pool, tokenizer)
   data = rejector_data(pool, sources.rejector_inputs(context))
-  train_rows, _ = validation_rows(pool)
-  model = sources.build_rejector(context, {k: v[train_rows] for k, v in data.inputs.items()})
-  return model, data
+  return _fresh_member(context, data), data
+
+
+def _fresh_member(context: sources.SourceContext, data: rejector_lib.RejectorData):
+  """An untrained rejector of `context`'s config, its sources fitted on the training rows."""
+  train_rows, _ = validation_rows(context.pool)
+  return sources.build_rejector(context, {k: v[train_rows] for k, v in data.inputs.items()})
+
+
+def member_config(config: config_lib.ExperimentConfig, member: int
+                  ) -> config_lib.ExperimentConfig:
+  """Ensemble member `member`'s config: the experiment's, its seed `train.seed + member`."""
+  return dataclasses.replace(config, train=dataclasses.replace(
+      config.train, seed=config.train.seed + member))
+
+
+def member_workdir(workdir: pathlib.Path, member: int) -> pathlib.Path:
+  """Where member `member` trains: `rejector/` for the first (a lone rejector's), then
+  `rejector_member1/`, ..., so that adding members resumes the first's checkpoints."""
+  return workdir / ("rejector" if member == 0 else f"rejector_member{member}")
+
+
+def check_ensemble(config: config_lib.ExperimentConfig) -> None:
+  if config.train.ensemble < 1:
+    raise ConfigError(f"train.ensemble is the number of rejectors to train and average, at "
+                      f"least 1, got {config.train.ensemble}")
 
 
 def validation_rows(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -150,36 +175,63 @@ def validation_rows(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
 
 def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits: Splits,
                          workdir: pathlib.Path, mesh) -> RejectorStage:
-  r, t = config.rejector, config.train
+  """The trained rejector (or `train.ensemble` of them, averaged), with its features.
+
+  Each member trains from its own seed (`member_config`) in its own directory
+  (`member_workdir`), and resumes there. A lone rejector's `train_metrics` are
+  its training's last evaluation; an ensemble's are its mean logits' on the
+  validation rows.
+  """
+  check_ensemble(config)
   tokenizer = rejector_tokenizer(config, splits)
   model, data = build_rejector(config, pool, tokenizer)
   spec = cost_spec(config, pool, fees_J=route_fees(pool, model))
   if not all(np.isfinite(spec.costs(data.scores)).all(axis=0)):
     raise ConfigError(f"costs with loss {config.costs.loss!r} are not finite for every agent "
                      "(span_nll needs logits: predictions-file and human agents have none)")
+  members, pooled = [], []
+  for i in range(config.train.ensemble):
+    if i:
+      model = _fresh_member(sources.SourceContext(member_config(config, i), pool, tokenizer),
+                            data)
+    model, metrics, pooled_ExH = _train_member(model, data, spec, pool, member_config(config, i),
+                                               member_workdir(workdir, i), mesh)
+    members.append(model)
+    pooled.append(pooled_ExH)
+  if len(members) > 1:  # its features: the members', side by side
+    model, pooled_ExH = ensemble.Ensemble(members), np.concatenate(pooled, axis=1)
+    _, val_rows = validation_rows(pool)
+    metrics = rejector_lib.allocation_metrics(
+        sweep_lib.classifier_logits(model, pooled_ExH[val_rows]), data.select(val_rows), spec)
+  n = pool.num_rejector_train
+  test = data.select(np.arange(n, len(pool.examples)))
+  return RejectorStage(model, tokenizer, spec, data.select(np.arange(n)), test, metrics,
+                       pooled_train_ExH=pooled_ExH[:n], pooled_test_ExH=pooled_ExH[n:])
+
+
+def _train_member(model, data: rejector_lib.RejectorData, spec: rejector_lib.CostSpec,
+                  pool: Pool, config: config_lib.ExperimentConfig, workdir: pathlib.Path, mesh
+                  ) -> tuple[object, dict, np.ndarray]:
+  """One rejector trained: (the model, its metrics, its features of every question)."""
+  r, t = config.rejector, config.train
   train_rows, val_rows = validation_rows(pool)
-  test = data.select(np.arange(pool.num_rejector_train, len(pool.examples)))
   train = data.select(train_rows)
   if r.frozen_encoder:  # the sources are final already: their features serve training and report
     pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
                                            desc="frozen sources: rejector features")
     metrics = _train_frozen(model, pooled_ExH[train_rows], train, pool, spec, config)
-  else:
-    settings = rejector_lib.RejectorSettings(
-        steps=t.steps, batch_size=t.batch_size, optim=t.optim,
-        head_learning_rate=t.head_learning_rate, u=t.u, seed=t.seed, eval_every=t.eval_every,
-        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
-    trainable, metrics = rejector_lib.train_rejector(
-        model, train, spec, settings, workdir=workdir / "rejector",
-        validation=data.select(val_rows), mesh=mesh,
-        meta={"agents": list(pool.names), "rejector": config_lib.to_dict(config)["rejector"],
-              "reads": model.records()})
-    model = trainable.model()
-    pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
-                                           desc="rejector features")
-  n = pool.num_rejector_train
-  return RejectorStage(model, tokenizer, spec, data.select(np.arange(n)), test, metrics,
-                       pooled_train_ExH=pooled_ExH[:n], pooled_test_ExH=pooled_ExH[n:])
+    return model, metrics, pooled_ExH
+  settings = rejector_lib.RejectorSettings(
+      steps=t.steps, batch_size=t.batch_size, optim=t.optim,
+      head_learning_rate=t.head_learning_rate, u=t.u, seed=t.seed, eval_every=t.eval_every,
+      checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
+  trainable, metrics = rejector_lib.train_rejector(
+      model, train, spec, settings, workdir=workdir, validation=data.select(val_rows), mesh=mesh,
+      meta={"agents": list(pool.names), "rejector": config_lib.to_dict(config)["rejector"],
+            "reads": model.records()})
+  model = trainable.model()
+  return model, metrics, sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
+                                                   desc="rejector features")
 
 
 def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorData, pool: Pool,
@@ -224,6 +276,7 @@ def run(config: config_lib.ExperimentConfig, *, until: str = "export") -> dict:
   report_stage.check_rejector_fee(config.eval.rejector_fee)  # not only after hours of training
   check_agents(config, until)
   sources.check(config)
+  check_ensemble(config)
   report_stage.check_eval(config)
   workdir = pathlib.Path(config.workdir)
   workdir.mkdir(parents=True, exist_ok=True)

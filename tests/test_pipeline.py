@@ -20,6 +20,8 @@ from l2d_jax.data import squad
 from l2d_jax.data.sources import load_splits
 from l2d_jax.errors import ConfigError
 from l2d_jax.export import bundle
+from l2d_jax.export import loader
+from l2d_jax.rejector import ensemble
 from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train import rejector as rejector_lib
 from l2d_jax.train import sweep as sweep_lib
@@ -335,3 +337,46 @@ def test_a_pool_made_before_a_setting_existed_matches_while_it_keeps_its_default
                                                             "attention_dropout": None}}, defaults)
   assert not same_settings({**made, "gone": 1}, {"name": "a", "finetune": {"epochs": 1.0}},
                            defaults)
+
+
+def test_an_ensemble_adds_members_from_the_next_seeds_and_routes_by_their_mean(tmp_path,
+                                                                               smoke_run):
+  """`train.ensemble=2` resumes a lone rejector's run as its first member, trains a second from
+  the next seed, and its features, head, validation metrics and export all give the mean of the
+  two members' logits."""
+  config = config_lib.override(smoke_run, "rejector.inputs=agents")
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, config.workdir)
+  pool = prepare_pool(config, splits, config.workdir, mesh)
+  lone = pipeline.train_rejector_stage(config, pool, splits, tmp_path, mesh)
+  logged = (tmp_path / "rejector" / "metrics.jsonl").read_text()
+  pair = pipeline.train_rejector_stage(config_lib.override(config, "train.ensemble=2"), pool,
+                                       splits, tmp_path, mesh)
+  again = (tmp_path / "rejector" / "metrics.jsonl").read_text()
+  assert again.startswith(logged)  # resumed at its last step: evaluated, not trained again
+  assert {json.loads(line)["split"] for line in again[len(logged):].splitlines()} == {"eval"}
+  assert (tmp_path / "rejector_member1" / "checkpoints").is_dir()
+  assert isinstance(pair.model, ensemble.Ensemble)
+  first, second = pair.model.members
+  test_inputs = pair.test.inputs
+  np.testing.assert_allclose(rejector_lib.predict_logits(first, test_inputs),
+                             rejector_lib.predict_logits(lone.model, test_inputs), rtol=1e-6)
+  seconds = rejector_lib.predict_logits(second, test_inputs)
+  assert not np.allclose(seconds, rejector_lib.predict_logits(first, test_inputs), atol=1e-3)
+  mean_ExJ = (rejector_lib.predict_logits(first, test_inputs) + seconds) / 2
+  np.testing.assert_allclose(pair.pooled_test_ExH,
+                             sweep_lib.pooled_features(pair.model, test_inputs), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(sweep_lib.classifier_logits(pair.model, pair.pooled_test_ExH),
+                             mean_ExJ, rtol=1e-4, atol=1e-5)
+  _, val_rows = pipeline.validation_rows(pool)
+  data = pair.train.select(val_rows)
+  assert pair.train_metrics == rejector_lib.allocation_metrics(
+      sweep_lib.classifier_logits(pair.model, pair.pooled_train_ExH[val_rows]), data, pair.spec)
+  router = loader.Router(report_stage.export(config, pool, splits, pair,
+                                             tmp_path / "export")["export"])
+  logits_ExJ, _ = router(**test_inputs)
+  np.testing.assert_allclose(logits_ExJ, mean_ExJ, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ConfigError, match="train.ensemble .* at least 1, got 0"):
+    pipeline.train_rejector_stage(config_lib.override(config, "train.ensemble=0"), pool, splits,
+                                  tmp_path, mesh)

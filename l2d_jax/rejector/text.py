@@ -113,9 +113,10 @@ def build(context, train_inputs: dict[str, np.ndarray]) -> TextSource:
 def hf_view(rejector: Rejector) -> SequenceClassifier | None:
   """The rejector as the BERT sequence classifier it is when it reads the text only, else None.
 
-  Shares the rejector's modules (nothing is copied), for the Hugging Face export.
+  Shares the rejector's modules (nothing is copied), for the Hugging Face export. An
+  ensemble (`rejector.ensemble`) is several encoders under one head: not one BERT.
   """
-  if rejector.source_names != (NAME,):
+  if not isinstance(rejector, Rejector) or rejector.source_names != (NAME,):
     return None
   source = rejector.sources[0]
   view = nnx.eval_shape(lambda: SequenceClassifier(source.config, rejector.num_labels,
