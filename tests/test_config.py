@@ -101,5 +101,7 @@ def test_rejector_variants_read_the_base_experiments_pool():
       variant = C.load_config(f"{base}_{suffix}")
       assert (variant.pool_from, variant.rejector.inputs) == (config.workdir, inputs)
       assert variant.agents == config.agents and variant.costs == config.costs
-      # Fresh layers over the agents' features train at their own rate, the rest as the base.
-      assert variant.train == dataclasses.replace(config.train, head_learning_rate=1e-3)
+      # Fresh layers over the agents' features train at their own rate, the rest as the base;
+      # reading the statistics alone, five rejectors are averaged.
+      assert variant.train == dataclasses.replace(config.train, head_learning_rate=1e-3,
+                                                  ensemble=5 if suffix == "agents" else 1)

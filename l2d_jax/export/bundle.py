@@ -3,7 +3,8 @@
 `export_rejector` writes, into one directory:
 
   model.safetensors, config.json    the rejector as a Hugging Face BertForSequenceClassification,
-                                    when it reads the text only (`rejector.text.hf_view`)
+                                    when it is one that reads the text only
+                                    (`rejector.text.hf_view`; an ensemble is not)
   tokenizer.json, tokenizer_config.json   its tokenizer (`AutoTokenizer.from_pretrained(dir)`)
   router.stablehlo, router.json     the `jax.export` routing function and how to feed it
   load_router.py                    a JAX + NumPy loader for it (no l2d_jax needed)
