@@ -77,6 +77,9 @@ def test_markdown_rows_give_the_results_and_budgets_tables(tmp_path, capsys):
   assert front_check.result_row(report) == (
       "| `toy` | agents (cheap) | 0.800 at 2.00 | +0.060 ± 0.020 | 0.740 | 0.660 | "
       "0.950 at 1.50 | 0.800 / 0.700 / 0.700 | 100% (0%) / 100% (0%) |")
+  report["metadata"]["config"]["train"] = {"ensemble": 5}
+  assert front_check.result_row(report).startswith(
+      "| `toy` | agents (cheap), mean of 5 rejectors | 0.800 at 2.00 |")
   assert front_check.budget_lines(report) == [
       # Test minus calibration in standard errors of the difference: -0.098 / sqrt(0.04² +
       # 0.03²), and 0.01 / sqrt(0.02² + 0.015²).

@@ -77,11 +77,14 @@ def result_row(report: dict) -> str:
   """The report's line of the results table."""
   s, base, rejector = summary(report), report["baselines"], report["rejector"]
   reads = report["metadata"].get("rejector_reads") or []
-  inputs = report["metadata"]["config"]["rejector"]["inputs"]
+  config = report["metadata"]["config"]
+  members = config.get("train", {}).get("ensemble", 1)  # reports before train.ensemble: 1
   point, aiq = s["operating_point"], s["aiq"]
   cascade = base["cascade"]["at_rejector_cost"]
   return " | ".join([
-      f"| `{s['experiment']}`", " + ".join(inputs) + (f" ({', '.join(reads)})" if reads else ""),
+      f"| `{s['experiment']}`", " + ".join(config["rejector"]["inputs"])
+      + (f" ({', '.join(reads)})" if reads else "")
+      + (f", mean of {members} rejectors" if members > 1 else ""),
       f"{rejector['f1']:.3f} at {rejector['fee']:.2f}",
       f"{point['gain_f1']:+.3f} ± {point['gain_se']:.3f}", f"{base['random']['f1']:.3f}",
       "–" if cascade is None else f"{cascade['f1']:.3f}",
