@@ -158,6 +158,7 @@ def member_workdir(workdir: pathlib.Path, member: int) -> pathlib.Path:
 
 
 def check_ensemble(config: config_lib.ExperimentConfig) -> None:
+  """Refuses an ensemble of no rejector, before anything runs."""
   if config.train.ensemble < 1:
     raise ConfigError(f"train.ensemble is the number of rejectors to train and average, at "
                       f"least 1, got {config.train.ensemble}")
@@ -191,13 +192,14 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
                      "(span_nll needs logits: predictions-file and human agents have none)")
   members, pooled = [], []
   for i in range(config.train.ensemble):
-    if i:
-      model = _fresh_member(sources.SourceContext(member_config(config, i), pool, tokenizer),
-                            data)
-    model, metrics, pooled_ExH = _train_member(model, data, spec, pool, member_config(config, i),
-                                               member_workdir(workdir, i), mesh)
-    members.append(model)
+    member = model if i == 0 else _fresh_member(
+        sources.SourceContext(member_config(config, i), pool, tokenizer), data)
+    member, metrics, pooled_ExH = _train_member(member, data, spec, pool,
+                                                member_config(config, i),
+                                                member_workdir(workdir, i), mesh)
+    members.append(member)
     pooled.append(pooled_ExH)
+  model = members[0]
   if len(members) > 1:  # its features: the members', side by side
     model, pooled_ExH = ensemble.Ensemble(members), np.concatenate(pooled, axis=1)
     _, val_rows = validation_rows(pool)

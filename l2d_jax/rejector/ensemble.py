@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from l2d_jax.rejector.model import Rejector
+from l2d_jax.train import mesh as mesh_lib
 
 
 class Ensemble(nnx.Module):
@@ -40,8 +41,7 @@ class Ensemble(nnx.Module):
                          f"{first.num_labels}: members must read and score alike")
     self.members = nnx.List(members)
     self.num_labels = first.num_labels
-    # Host copies (this process's, the heads being replicated) build the mean head.
-    local = lambda variable: np.asarray(variable[...].addressable_data(0), np.float32)
+    local = lambda variable: mesh_lib.local_value(variable[...]).astype(np.float32)
     self.classifier = nnx.Linear(self.dim, self.num_labels, rngs=nnx.Rngs(0))
     self.classifier.kernel[...] = jnp.asarray(
         np.concatenate([local(m.classifier.kernel) for m in members]) / len(members))

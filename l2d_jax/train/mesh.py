@@ -70,6 +70,15 @@ def replicate(mesh: Mesh, tree):
   return jax.tree.map(put, tree)
 
 
+def local_value(x: jax.Array) -> np.ndarray:
+  """A replicated array's value on the host, from this process's first copy.
+
+  Every process holds all of it, also when other processes hold the other
+  copies, where `np.asarray(x)` would refuse an array not fully addressable.
+  """
+  return np.asarray(x.addressable_data(0))
+
+
 def process_rows(num_rows: int) -> slice:
   """The contiguous rows of a `num_rows` table this process reads (its shard of the data).
 

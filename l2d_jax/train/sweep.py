@@ -26,6 +26,7 @@ from l2d_jax.defer import surrogate
 from l2d_jax.errors import ConfigError
 from l2d_jax.rejector.model import Rejector
 from l2d_jax.train import inference
+from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.rejector import CostSpec, RejectorData, allocation_metrics
 
 
@@ -73,7 +74,7 @@ def classifier_logits(model: Rejector, pooled_ExH: np.ndarray) -> np.ndarray:
   eval mode the head has no dropout). The head's parameters are replicated, so
   this process's copy is read, also when other processes hold the rest.
   """
-  local = lambda variable: np.asarray(variable[...].addressable_data(0), np.float32)
+  local = lambda variable: mesh_lib.local_value(variable[...]).astype(np.float32)
   return (np.asarray(pooled_ExH, np.float32) @ local(model.classifier.kernel)
           + local(model.classifier.bias))
 
