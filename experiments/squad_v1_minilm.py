@@ -84,8 +84,8 @@ def reading(config: C.ExperimentConfig, inputs: tuple[str, ...],
   That rejector is also an ensemble of `STATISTICS_ENSEMBLE` (`train.ensemble`):
   five seeds of it alone missed v1.1's fee=1.0 budget on test by 3.0 to 7.4%
   and two of them dipped under the cascade near fee 1, where the mean of their
-  logits misses by 4.1% and stays above it. Its members are 20 s runs; five
-  text encoders would cost five times a text rejector's hours.
+  logits misses by 4.1% and stays above it. Its members train in seconds;
+  five text encoders would cost five times a text rejector's hours.
   """
   suffix = "_".join(inputs)
   train, evaluation = config.train, config.eval

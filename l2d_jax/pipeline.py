@@ -158,10 +158,18 @@ def member_workdir(workdir: pathlib.Path, member: int) -> pathlib.Path:
 
 
 def check_ensemble(config: config_lib.ExperimentConfig) -> None:
-  """Refuses an ensemble of no rejector, before anything runs."""
+  """Refuses an ensemble of no rejector, or of frozen sources, before anything runs.
+
+  Members over frozen sources would share the encoder and differ only in where
+  their linear heads start, on one convex problem: N times the fee for one head.
+  """
   if config.train.ensemble < 1:
     raise ConfigError(f"train.ensemble is the number of rejectors to train and average, at "
                       f"least 1, got {config.train.ensemble}")
+  if config.train.ensemble > 1 and config.rejector.frozen_encoder:
+    raise ConfigError("train.ensemble > 1 needs trained sources: with rejector.frozen_encoder "
+                      "the members would differ only in their linear heads' start (sweep "
+                      "heads with `l2d-jax sweep` instead)")
 
 
 def validation_rows(pool: Pool) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +187,7 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
   """The trained rejector (or `train.ensemble` of them, averaged), with its features.
 
   Each member trains from its own seed (`member_config`) in its own directory
-  (`member_workdir`), and resumes there. A lone rejector's `train_metrics` are
+  (`member_workdir`), where its checkpoints resume it. A lone rejector's `train_metrics` are
   its training's last evaluation; an ensemble's are its mean logits' on the
   validation rows.
   """
@@ -192,10 +200,9 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
                      "(span_nll needs logits: predictions-file and human agents have none)")
   members, pooled = [], []
   for i in range(config.train.ensemble):
-    member = model if i == 0 else _fresh_member(
-        sources.SourceContext(member_config(config, i), pool, tokenizer), data)
-    member, metrics, pooled_ExH = _train_member(member, data, spec, pool,
-                                                member_config(config, i),
+    own = member_config(config, i)
+    member = model if i == 0 else _fresh_member(sources.SourceContext(own, pool, tokenizer), data)
+    member, metrics, pooled_ExH = _train_member(member, data, spec, pool, own,
                                                 member_workdir(workdir, i), mesh)
     members.append(member)
     pooled.append(pooled_ExH)

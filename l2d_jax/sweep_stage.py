@@ -2,8 +2,10 @@
 
 Uses the experiment's agent store (computing it first if needed) and the
 rejector's feature sources: the trained rejector of `l2d-jax run` when its
-checkpoint is in the workdir, else the configured sources as they are (e.g.
-pretrained all-MiniLM-L6-v2, the agent features standardised). Heads are
+checkpoint is in the workdir (of an ensemble, `train.ensemble`, its first
+member, in `rejector/`: the sweep's heads are one rejector's), else the
+configured sources as they are (e.g. pretrained all-MiniLM-L6-v2, the agent
+features standardised). Heads are
 trained on rejector_train minus its validation articles; each configuration is
 scored on validation (for choosing) and on test. Rows go to `results.csv` /
 `results.md`; a rerun trains only the configurations missing from them.

@@ -369,6 +369,20 @@ def test_pools_the_later_stages_cannot_use_are_refused_before_anything_runs(
   _assert_one_line_error(result, "train", "set rejector.tokenizer or rejector.backbone")
 
 
+@pytest.mark.parametrize("assignments, named", [
+    (["train.ensemble=0"], "train.ensemble is the number of rejectors to train and average, "
+                           "at least 1, got 0"),
+    (["train.ensemble=2", "rejector.frozen_encoder=True"],
+     "train.ensemble > 1 needs trained sources"),
+])
+def test_an_ensemble_that_cannot_train_is_refused_before_anything_runs(
+    tiny_config, tmp_path, capsys, assignments, named):
+  settings = [arg for assignment in assignments for arg in ("--set", assignment)]
+  result = _cli(capsys, "train", "--config", tiny_config, "--workdir", tmp_path / "w", *settings)
+  _assert_one_line_error(result, "train", named)
+  assert not (tmp_path / "w").exists()
+
+
 def test_data_errors_and_missing_checkpoints_in_experiment_commands(tiny_config, tmp_path,
                                                                      capsys):
   bad = tmp_path / "bad.json"

@@ -370,13 +370,20 @@ def test_an_ensemble_adds_members_from_the_next_seeds_and_routes_by_their_mean(t
   np.testing.assert_allclose(sweep_lib.classifier_logits(pair.model, pair.pooled_test_ExH),
                              mean_ExJ, rtol=1e-4, atol=1e-5)
   _, val_rows = pipeline.validation_rows(pool)
-  data = pair.train.select(val_rows)
-  assert pair.train_metrics == rejector_lib.allocation_metrics(
-      sweep_lib.classifier_logits(pair.model, pair.pooled_train_ExH[val_rows]), data, pair.spec)
-  router = loader.Router(report_stage.export(config, pool, splits, pair,
-                                             tmp_path / "export")["export"])
-  logits_ExJ, _ = router(**test_inputs)
+  validation = pair.train.select(val_rows)
+  mean_val_ExJ = np.mean([rejector_lib.predict_logits(member, validation.inputs)
+                          for member in (first, second)], axis=0)
+  assert pair.train_metrics == pytest.approx(
+      rejector_lib.allocation_metrics(mean_val_ExJ, validation, pair.spec))
+  # The export routes by the mean logits, pays both members and meets budgets on the mean.
+  export = pathlib.Path(report_stage.export(config, pool, splits, pair,
+                                            tmp_path / "export")["export"])
+  logits_ExJ, _ = loader.Router(export)(**test_inputs)
   np.testing.assert_allclose(logits_ExJ, mean_ExJ, rtol=1e-4, atol=1e-5)
+  assert bundle.read_agents(export)[1].router_flops == pytest.approx(first.flops()
+                                                                      + second.flops())
+  np.testing.assert_allclose(bundle.read_calibration(export).logits_ExJ, mean_val_ExJ,
+                             rtol=1e-4, atol=1e-5)
   with pytest.raises(ConfigError, match="train.ensemble .* at least 1, got 0"):
     pipeline.train_rejector_stage(config_lib.override(config, "train.ensemble=0"), pool, splits,
                                   tmp_path, mesh)

@@ -39,7 +39,7 @@ from l2d_jax.defer import budget
 from l2d_jax.defer.costs import LossType
 from l2d_jax.export import agent_features, hf, loader, stablehlo
 from l2d_jax.rejector import text
-from l2d_jax.rejector.model import Rejector
+from l2d_jax.rejector.ensemble import AnyRejector
 
 AGENTS_FILE = "agents.json"
 CALIBRATION_FILE = "calibration.json"
@@ -175,7 +175,7 @@ def write_manifest(export_dir: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def export_rejector(model: Rejector, tokenizer: transformers.PreTrainedTokenizerBase,
+def export_rejector(model: AnyRejector, tokenizer: transformers.PreTrainedTokenizerBase,
                     out_dir: str | pathlib.Path, *, agent_names: Sequence[str],
                     agents_meta: AgentsMeta, max_seq_len: int, max_query_len: int = 64,
                     platforms: Sequence[str] = stablehlo.PLATFORMS,

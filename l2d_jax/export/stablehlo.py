@@ -31,13 +31,13 @@ from flax import nnx
 from l2d_jax.defer import policy
 from l2d_jax.export import hf, loader
 from l2d_jax.models import attention
-from l2d_jax.rejector.model import Rejector
+from l2d_jax.rejector.ensemble import AnyRejector
 
 LOADER_FILE = "load_router.py"
 PLATFORMS = ("cpu", "cuda")
 
 
-def routing_function(model: Rejector):
+def routing_function(model: AnyRejector):
   """`route(*inputs) -> (logits_BxJ, agent_B)` in eval mode, the inputs in `input_specs` order,
   with the model's current weights captured as host constants."""
   graphdef, state = nnx.split(model)
@@ -63,7 +63,7 @@ def host_copy(x: jax.Array) -> np.ndarray | jax.Array:
   return np.asarray(x)
 
 
-def export_router_bytes(model: Rejector, *, platforms: Sequence[str] = PLATFORMS) -> bytes:
+def export_router_bytes(model: AnyRejector, *, platforms: Sequence[str] = PLATFORMS) -> bytes:
   """The serialized `jax.export` artifact of the routing function, batch size symbolic.
 
   Traced with portable attention (`models.attention.portable`): a kernel chosen
@@ -78,7 +78,7 @@ def export_router_bytes(model: Rejector, *, platforms: Sequence[str] = PLATFORMS
   return bytes(exported.serialize())
 
 
-def export_router(model: Rejector, out_dir: str | pathlib.Path, *,
+def export_router(model: AnyRejector, out_dir: str | pathlib.Path, *,
                   agent_names: Sequence[str], max_seq_len: int, max_query_len: int,
                   tokenizer_fingerprint: str,
                   platforms: Sequence[str] = PLATFORMS) -> pathlib.Path:

@@ -1,17 +1,19 @@
 """Rejectors trained from different seeds, routing by the mean of their logits.
 
-A small rejector over a dozen agent statistics lands on a somewhat different
-head from one seed to the next, and with it the ranking of questions that a
-budget's fee offset cuts: over five seeds the v1.1 statistics rejector's
-fee=1.0 budget missed on test by 3.0 to 7.4%, and the five seeds' mean logits
-by 4.1%. `train.ensemble` trains that many members and routes by their mean.
+A small rejector (a dozen agent statistics under one layer) lands on a
+somewhat different head from one seed to the next, and with it the ranking of
+questions that a budget's fee offsets cut and where its front crosses the
+cascade's; the mean of several seeds' logits moves less
+(experiments/README.md measures both). `train.ensemble` trains that many
+members and routes by their mean.
 
 To everything downstream the ensemble is one rejector: its features are the
 members' features side by side, `[B, N * D]`, and its classifier one linear
 head on them whose kernel is the members' kernels stacked and divided by N and
 whose bias is the mean of their biases, so that head gives the mean of the
-members' logits. The beta curve's heads, budgets, FLOPs and the StableHLO
-export read it as they read a single rejector.
+members' logits. Budgets, fee offsets, FLOPs and the StableHLO export read
+it as they read a single rejector; the beta curve trains one new head per
+scale on all members' features side by side.
 """
 
 from collections.abc import Sequence
@@ -21,8 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from l2d_jax.rejector.model import Rejector
-from l2d_jax.train import mesh as mesh_lib
+from l2d_jax.rejector.model import Rejector, host_head
 
 
 class Ensemble(nnx.Module):
@@ -41,12 +42,10 @@ class Ensemble(nnx.Module):
                          f"{first.num_labels}: members must read and score alike")
     self.members = nnx.List(members)
     self.num_labels = first.num_labels
-    local = lambda variable: mesh_lib.local_value(variable[...]).astype(np.float32)
+    kernels, biases = zip(*(host_head(member.classifier) for member in members))
     self.classifier = nnx.Linear(self.dim, self.num_labels, rngs=nnx.Rngs(0))
-    self.classifier.kernel[...] = jnp.asarray(
-        np.concatenate([local(m.classifier.kernel) for m in members]) / len(members))
-    self.classifier.bias[...] = jnp.asarray(
-        np.mean([local(m.classifier.bias) for m in members], axis=0))
+    self.classifier.kernel[...] = jnp.asarray(np.concatenate(kernels) / len(members))
+    self.classifier.bias[...] = jnp.asarray(np.mean(biases, axis=0))
 
   @property
   def source_names(self) -> tuple[str, ...]:
@@ -81,3 +80,6 @@ class Ensemble(nnx.Module):
   def flops(self) -> float:
     """FLOPs of routing one question: every member's (the mean head's products are theirs)."""
     return float(sum(member.flops() for member in self.members))
+
+
+AnyRejector = Rejector | Ensemble  # what training's stage hands the report and the export

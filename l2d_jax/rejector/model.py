@@ -27,7 +27,16 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+from l2d_jax.train import mesh as mesh_lib
+
+
+def host_head(classifier: nnx.Linear) -> tuple[np.ndarray, np.ndarray]:
+  """A head's kernel `[D, J]` and bias `[J]`, fp32 on the host (its replicated parameters)."""
+  return tuple(mesh_lib.local_value(variable[...]).astype(np.float32)
+               for variable in (classifier.kernel, classifier.bias))
 
 
 class Rejector(nnx.Module):

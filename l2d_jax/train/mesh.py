@@ -71,10 +71,10 @@ def replicate(mesh: Mesh, tree):
 
 
 def local_value(x: jax.Array) -> np.ndarray:
-  """A replicated array's value on the host, from this process's first copy.
+  """A replicated array's value on the host, read from this process's first copy.
 
-  Every process holds all of it, also when other processes hold the other
-  copies, where `np.asarray(x)` would refuse an array not fully addressable.
+  Every process holds all of a replicated array, so nothing is gathered
+  across processes, whichever of them hold the other copies.
   """
   return np.asarray(x.addressable_data(0))
 

@@ -24,9 +24,9 @@ import optax
 from l2d_jax.defer import costs as costs_lib
 from l2d_jax.defer import surrogate
 from l2d_jax.errors import ConfigError
-from l2d_jax.rejector.model import Rejector
+from l2d_jax.rejector.ensemble import AnyRejector
+from l2d_jax.rejector.model import host_head
 from l2d_jax.train import inference
-from l2d_jax.train import mesh as mesh_lib
 from l2d_jax.train.rejector import CostSpec, RejectorData, allocation_metrics
 
 
@@ -57,7 +57,7 @@ def grid(**axes) -> list[SweepPoint]:
           for values in itertools.product(*(axes[n] for n in names))]
 
 
-def pooled_features(model: Rejector, inputs: dict[str, np.ndarray], *, mesh=None,
+def pooled_features(model: AnyRejector, inputs: dict[str, np.ndarray], *, mesh=None,
                     batch_size: int = 64, desc: str | None = None) -> np.ndarray:
   """The head's input `[E, D]` for every question: the sources' vectors side by side (eval mode).
 
@@ -67,19 +67,18 @@ def pooled_features(model: Rejector, inputs: dict[str, np.ndarray], *, mesh=None
                                     desc=desc)
 
 
-def classifier_logits(model: Rejector, pooled_ExH: np.ndarray) -> np.ndarray:
+def classifier_logits(model: AnyRejector, pooled_ExH: np.ndarray) -> np.ndarray:
   """The model's own logits `[E, J]` from its pooled features: its head alone, in fp32 on the host.
 
   Equal to running the whole model on the inputs the features came from (in
   eval mode the head has no dropout). The head's parameters are replicated, so
   this process's copy is read, also when other processes hold the rest.
   """
-  local = lambda variable: mesh_lib.local_value(variable[...]).astype(np.float32)
-  return (np.asarray(pooled_ExH, np.float32) @ local(model.classifier.kernel)
-          + local(model.classifier.bias))
+  kernel_DxJ, bias_J = host_head(model.classifier)
+  return np.asarray(pooled_ExH, np.float32) @ kernel_DxJ + bias_J
 
 
-def _pooled(model: Rejector, batch: dict) -> jax.Array:
+def _pooled(model: AnyRejector, batch: dict) -> jax.Array:
   """The head's input on one batch (module level: compiled once per model shape)."""
   return model.features(batch)
 
