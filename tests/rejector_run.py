@@ -4,7 +4,10 @@
                                           --port P] [--devices D]
 
 Trains a tiny rejector on seeded data for 24 steps (checkpoints every 8) and
-writes the final parameters to WORKDIR/params.npz. `--kill-at` SIGKILLs the
+writes the final parameters to WORKDIR/params.npz, then averages it with a
+fresh rejector (`rejector.ensemble`) and writes to WORKDIR/ensemble.npz the
+ensemble's logits, as a whole and from its head on its features, and the mean
+of its members' logits. `--kill-at` SIGKILLs the
 process when batch STEP is requested, once the step-8 checkpoint is final
 (the step-16 one may then be mid-save). With
 `--num-processes`, JAX's own `jax.distributed` runs it multi-process over loopback.
@@ -36,6 +39,8 @@ def main():
   import numpy as np  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from l2d_jax.rejector import text  # pylint: disable=import-outside-toplevel
+  from l2d_jax.rejector.ensemble import Ensemble  # pylint: disable=import-outside-toplevel
+  from l2d_jax.train import sweep  # pylint: disable=import-outside-toplevel
   from l2d_jax.train import rejector as R  # pylint: disable=import-outside-toplevel
   from l2d_jax.train.optim import OptimConfig  # pylint: disable=import-outside-toplevel
 
@@ -60,10 +65,18 @@ def main():
 
     data = Killing(data.inputs, data.scores, data.example_ids)
   trainable, _ = R.train_rejector(model, data, spec, settings, workdir=args.workdir)
+  members = [trainable.model(), text.text_rejector(
+      "scratch", 3, vocab_size=64, num_layers=1, hidden_size=16, num_heads=2,
+      intermediate_size=32, max_seq_len=16, seed=2)]
+  ensemble = Ensemble(members)
+  logits = {"ensemble": R.predict_logits(ensemble, data.inputs),
+            "head": sweep.classifier_logits(ensemble, sweep.pooled_features(ensemble, data.inputs)),
+            "members_mean": np.mean([R.predict_logits(m, data.inputs) for m in members], axis=0)}
   if jax.process_index() == 0:
     flat = {"/".join(map(str, k)): np.asarray(v) for k, v in
             jax.tree_util.tree_flatten_with_path(trainable.state["params"])[0]}
     np.savez(os.path.join(args.workdir, "params.npz"), **{k: v for k, v in flat.items()})
+    np.savez(os.path.join(args.workdir, "ensemble.npz"), **logits)
 
 
 def toy_data():

@@ -68,6 +68,11 @@ def test_two_processes_over_loopback_match_one_process(tmp_path, uninterrupted):
   got = _params(tmp_path)
   for name, want in uninterrupted.items():
     np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+  # An ensemble of the trained rejector (replicated over both processes) and a fresh one
+  # routes by its members' mean logits, run whole or as its head on its features.
+  with np.load(tmp_path / "ensemble.npz") as logits:
+    np.testing.assert_allclose(logits["ensemble"], logits["members_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits["head"], logits["members_mean"], rtol=1e-5, atol=1e-6)
 
 
 def _train(tmp_path, num_devices, data, steps=6, **kwargs):
