@@ -70,6 +70,9 @@ def run_sweep(config: config_lib.ExperimentConfig, grid_specs: list[str], *, ste
   pool = experiment_pool(config, splits, mesh)
   model, data = pipeline.build_rejector(config, pool, pipeline.rejector_tokenizer(config, splits))
   model = trained_or_backbone(config, model, workdir, mesh)
+  if config.train.ensemble > 1:
+    print(f"train.ensemble={config.train.ensemble}: the sweep reads the features of its first "
+          f"member ({workdir / 'rejector'}), one rejector's")
   pooled = sweep_lib.pooled_features(model, data.inputs, mesh=mesh, desc="pooled features")
   train_rows, val_rows = pipeline.validation_rows(pool)
   test_rows = np.arange(pool.num_rejector_train, len(pool.examples))

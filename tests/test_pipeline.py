@@ -13,6 +13,7 @@ from l2d_jax import cli
 from l2d_jax import config as config_lib
 from l2d_jax import pipeline
 from l2d_jax import report_stage
+from l2d_jax import sweep_stage
 from l2d_jax.agents import feature_file
 from l2d_jax.agents import store as store_lib
 from l2d_jax.agents.pool import prepare_pool
@@ -387,3 +388,27 @@ def test_an_ensemble_adds_members_from_the_next_seeds_and_routes_by_their_mean(t
   with pytest.raises(ConfigError, match="train.ensemble .* at least 1, got 0"):
     pipeline.train_rejector_stage(config_lib.override(config, "train.ensemble=0"), pool, splits,
                                   tmp_path, mesh)
+
+
+def test_the_sweep_over_an_ensemble_run_reads_its_first_members_features(tmp_path, smoke_run,
+                                                                         capsys):
+  """`l2d-jax sweep` in a run's workdir trains heads on the trained rejector's features: for an
+  ensemble, its first member's (`rejector/`), so the rows are those of the lone rejector that
+  became that member, and it says so."""
+  config = config_lib.override(smoke_run, "rejector.inputs=agents")
+  config = config_lib.override(config, f"pool_from={smoke_run.workdir}")
+  config = config_lib.override(config, f"workdir={tmp_path / 'w'}")
+  mesh = mesh_lib.make_mesh()
+  splits = load_splits(config.data, config.workdir)
+  pool = prepare_pool(config, splits, smoke_run.workdir, mesh)
+  grid = ["beta_scale=0.1,1.0"]
+  pipeline.train_rejector_stage(config, pool, splits, tmp_path / "w", mesh)
+  lone = sweep_stage.run_sweep(config, grid, steps=20, out_dir=str(tmp_path / "lone"))
+  pair = config_lib.override(config, "train.ensemble=2")
+  pipeline.train_rejector_stage(pair, pool, splits, tmp_path / "w", mesh)
+  capsys.readouterr()
+  first = sweep_stage.run_sweep(pair, grid, steps=20, out_dir=str(tmp_path / "first"))
+  assert (f"train.ensemble=2: the sweep reads the features of its first member "
+          f"({tmp_path / 'w' / 'rejector'})") in capsys.readouterr().out
+  assert sweep_lib.read_results(first) == sweep_lib.read_results(lone)
+  assert len(sweep_lib.read_results(lone)) == 2
