@@ -187,9 +187,9 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
   """The trained rejector (or `train.ensemble` of them, averaged), with its features.
 
   Each member trains from its own seed (`member_config`) in its own directory
-  (`member_workdir`), where its checkpoints resume it. A lone rejector's `train_metrics` are
-  its training's last evaluation; an ensemble's are its mean logits' on the
-  validation rows.
+  (`member_workdir`), where its checkpoints resume it. A lone rejector's
+  `train_metrics` are its training's last evaluation; an ensemble's are its
+  mean logits' on the validation rows.
   """
   check_ensemble(config)
   tokenizer = rejector_tokenizer(config, splits)
@@ -202,8 +202,9 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
   for i in range(config.train.ensemble):
     own = member_config(config, i)
     member = model if i == 0 else _fresh_member(sources.SourceContext(own, pool, tokenizer), data)
+    desc = f"rejector {i + 1}/{config.train.ensemble}" if config.train.ensemble > 1 else "rejector"
     member, metrics, pooled_ExH = _train_member(member, data, spec, pool, own,
-                                                member_workdir(workdir, i), mesh)
+                                                member_workdir(workdir, i), mesh, desc)
     members.append(member)
     pooled.append(pooled_ExH)
   model = members[0]
@@ -219,28 +220,31 @@ def train_rejector_stage(config: config_lib.ExperimentConfig, pool: Pool, splits
 
 
 def _train_member(model, data: rejector_lib.RejectorData, spec: rejector_lib.CostSpec,
-                  pool: Pool, config: config_lib.ExperimentConfig, workdir: pathlib.Path, mesh
-                  ) -> tuple[object, dict, np.ndarray]:
-  """One rejector trained: (the model, its metrics, its features of every question)."""
+                  pool: Pool, config: config_lib.ExperimentConfig, workdir: pathlib.Path, mesh,
+                  desc: str) -> tuple[object, dict, np.ndarray]:
+  """One rejector trained: (the model, its metrics, its features of every question).
+
+  `desc` names its progress bars (training, then its features).
+  """
   r, t = config.rejector, config.train
   train_rows, val_rows = validation_rows(pool)
   train = data.select(train_rows)
   if r.frozen_encoder:  # the sources are final already: their features serve training and report
     pooled_ExH = sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
-                                           desc="frozen sources: rejector features")
+                                           desc=f"frozen sources: {desc} features")
     metrics = _train_frozen(model, pooled_ExH[train_rows], train, pool, spec, config)
     return model, metrics, pooled_ExH
   settings = rejector_lib.RejectorSettings(
       steps=t.steps, batch_size=t.batch_size, optim=t.optim,
       head_learning_rate=t.head_learning_rate, u=t.u, seed=t.seed, eval_every=t.eval_every,
-      checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints)
+      checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints, desc=desc)
   trainable, metrics = rejector_lib.train_rejector(
       model, train, spec, settings, workdir=workdir, validation=data.select(val_rows), mesh=mesh,
       meta={"agents": list(pool.names), "rejector": config_lib.to_dict(config)["rejector"],
             "reads": model.records()})
   model = trainable.model()
   return model, metrics, sweep_lib.pooled_features(model, data.inputs, mesh=mesh,
-                                                   desc="rejector features")
+                                                   desc=f"{desc} features")
 
 
 def _train_frozen(model, pooled_ExH: np.ndarray, train: rejector_lib.RejectorData, pool: Pool,

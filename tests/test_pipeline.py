@@ -341,7 +341,7 @@ def test_a_pool_made_before_a_setting_existed_matches_while_it_keeps_its_default
 
 
 def test_an_ensemble_adds_members_from_the_next_seeds_and_routes_by_their_mean(tmp_path,
-                                                                               smoke_run):
+                                                                               smoke_run, capfd):
   """`train.ensemble=2` resumes a lone rejector's run as its first member, trains a second from
   the next seed, and its features, head, validation metrics and export all give the mean of the
   two members' logits."""
@@ -351,8 +351,12 @@ def test_an_ensemble_adds_members_from_the_next_seeds_and_routes_by_their_mean(t
   pool = prepare_pool(config, splits, config.workdir, mesh)
   lone = pipeline.train_rejector_stage(config, pool, splits, tmp_path, mesh)
   logged = (tmp_path / "rejector" / "metrics.jsonl").read_text()
+  capfd.readouterr()
   pair = pipeline.train_rejector_stage(config_lib.override(config, "train.ensemble=2"), pool,
                                        splits, tmp_path, mesh)
+  progress = capfd.readouterr().err  # each member's bars say which member they are
+  assert "rejector 1/2 features: " in progress and "rejector 1/2: " not in progress  # resumed
+  assert "rejector 2/2: " in progress and "rejector 2/2 features: " in progress
   again = (tmp_path / "rejector" / "metrics.jsonl").read_text()
   assert again.startswith(logged)  # resumed at its last step: evaluated, not trained again
   assert {json.loads(line)["split"] for line in again[len(logged):].splitlines()} == {"eval"}

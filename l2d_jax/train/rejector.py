@@ -145,6 +145,7 @@ class RejectorSettings:
   checkpoint_every: int = 200
   keep_checkpoints: int = 3
   progress: bool = True
+  desc: str = "rejector"  # the progress bar's name
 
 
 def rejector_optimizer(model: nnx.Module, settings: RejectorSettings
@@ -190,7 +191,7 @@ def train_rejector(model: nnx.Module, train: RejectorData, spec: CostSpec,
           total_steps=settings.steps, eval_every=settings.eval_every,
           checkpoint_every=settings.checkpoint_every, keep_checkpoints=settings.keep_checkpoints,
           best_metric="deferral_loss", best_mode="min", progress=settings.progress,
-          desc="rejector"),
+          desc=settings.desc),
       local_batch_fn=lambda step: train.rows(mesh_lib.local_rows(rows(step), mesh)),
       eval_fn=eval_fn,
       meta={"costs": dataclasses.asdict(spec),
