@@ -38,7 +38,6 @@ def main():
                                num_processes=args.num_processes, process_id=args.process_id)
   import numpy as np  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from l2d_jax.rejector import text  # pylint: disable=import-outside-toplevel
   from l2d_jax.rejector.ensemble import Ensemble  # pylint: disable=import-outside-toplevel
   from l2d_jax.train import sweep  # pylint: disable=import-outside-toplevel
   from l2d_jax.train import rejector as R  # pylint: disable=import-outside-toplevel
@@ -46,8 +45,7 @@ def main():
 
   data = toy_data()
   spec = R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
-  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = tiny_rejector(seed=1)
   settings = R.RejectorSettings(steps=24, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
                                 eval_every=8, checkpoint_every=8, progress=False)
   rows = data.rows
@@ -65,9 +63,7 @@ def main():
 
     data = Killing(data.inputs, data.scores, data.example_ids)
   trainable, _ = R.train_rejector(model, data, spec, settings, workdir=args.workdir)
-  members = [trainable.model(), text.text_rejector(
-      "scratch", 3, vocab_size=64, num_layers=1, hidden_size=16, num_heads=2,
-      intermediate_size=32, max_seq_len=16, seed=2)]
+  members = [trainable.model(), tiny_rejector(seed=2)]
   ensemble = Ensemble(members)
   logits = {"ensemble": R.predict_logits(ensemble, data.inputs),
             "head": sweep.classifier_logits(ensemble, sweep.pooled_features(ensemble, data.inputs)),
@@ -77,6 +73,13 @@ def main():
             jax.tree_util.tree_flatten_with_path(trainable.state["params"])[0]}
     np.savez(os.path.join(args.workdir, "params.npz"), **{k: v for k, v in flat.items()})
     np.savez(os.path.join(args.workdir, "ensemble.npz"), **logits)
+
+
+def tiny_rejector(seed: int):
+  """A one-layer scratch text rejector over `toy_data`'s 16 tokens and 3 agents."""
+  from l2d_jax.rejector import text  # pylint: disable=import-outside-toplevel
+  return text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
+                            num_heads=2, intermediate_size=32, max_seq_len=16, seed=seed)
 
 
 def toy_data():

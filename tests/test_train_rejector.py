@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from l2d_jax.errors import ConfigError
-from l2d_jax.rejector import text
 from l2d_jax.train import checkpoint as ckpt_lib
 from l2d_jax.train import loop as loop_lib
 from l2d_jax.train import mesh as mesh_lib
@@ -76,8 +75,7 @@ def test_two_processes_over_loopback_match_one_process(tmp_path, uninterrupted):
 
 
 def _train(tmp_path, num_devices, data, steps=6, **kwargs):
-  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = rejector_run.tiny_rejector(seed=1)
   settings = R.RejectorSettings(steps=steps, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
                                 eval_every=3, checkpoint_every=3, progress=False)
   spec = R.CostSpec(kwargs.get("loss", "1-f1"), (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
@@ -115,8 +113,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_resuming_under_other_costs_or_settings_is_refused(tmp_path):
   data = rejector_run.toy_data()
   _train(tmp_path, 1, data, steps=3)
-  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = rejector_run.tiny_rejector(seed=1)
   settings = R.RejectorSettings(steps=6, batch_size=16, optim=OptimConfig(learning_rate=3e-3),
                                 eval_every=3, checkpoint_every=3, progress=False)
   spec = R.CostSpec("1-f1", (1.0, 1.0, 1.0), (0.0, 0.05, 0.1))
@@ -159,8 +156,7 @@ def test_head_learning_rate_trains_the_head_apart_from_the_text_encoder(tmp_path
   the text encoder's by 1e-5, the head's by 1e-2."""
   import jax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = rejector_run.tiny_rejector(seed=1)
   groups = model.learning_rate_groups(nnx.split(model, nnx.Param, ...)[1])
   before = nnx.split(model, nnx.Param, ...)[1]
   before = jax.tree.map(np.array, before)

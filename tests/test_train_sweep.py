@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from l2d_jax.rejector import text
 from l2d_jax.train import rejector as R
 from l2d_jax.train import sweep as S
 
@@ -76,8 +75,7 @@ def test_unknown_axis_is_named():
 
 def test_pooled_features_are_the_classifier_inputs():
   data = rejector_run.toy_data()
-  model = text.text_rejector("scratch", 3, vocab_size=64, num_layers=1, hidden_size=16,
-                             num_heads=2, intermediate_size=32, max_seq_len=16, seed=1)
+  model = rejector_run.tiny_rejector(seed=1)
   pooled = S.pooled_features(model, data.inputs, batch_size=16)
   logits = R.predict_logits(model, data.inputs, batch_size=16)
   head = model.classifier

@@ -30,12 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from l2d_jax.train import mesh as mesh_lib
-
 
 def host_head(classifier: nnx.Linear) -> tuple[np.ndarray, np.ndarray]:
-  """A head's kernel `[D, J]` and bias `[J]`, fp32 on the host (its replicated parameters)."""
-  return tuple(mesh_lib.local_value(variable[...]).astype(np.float32)
+  """A head's kernel `[D, J]` and bias `[J]`, fp32 on the host.
+
+  The head's parameters are replicated, so this process's first copy holds all
+  of them: nothing is gathered across processes.
+  """
+  return tuple(np.asarray(variable[...].addressable_data(0), np.float32)
                for variable in (classifier.kernel, classifier.bias))
 
 

@@ -70,15 +70,6 @@ def replicate(mesh: Mesh, tree):
   return jax.tree.map(put, tree)
 
 
-def local_value(x: jax.Array) -> np.ndarray:
-  """A replicated array's value on the host, read from this process's first copy.
-
-  Every process holds all of a replicated array, so nothing is gathered
-  across processes, whichever of them hold the other copies.
-  """
-  return np.asarray(x.addressable_data(0))
-
-
 def process_rows(num_rows: int) -> slice:
   """The contiguous rows of a `num_rows` table this process reads (its shard of the data).
 
